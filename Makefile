@@ -1,0 +1,51 @@
+# adit developer entry points. See SPEC §4 and scripts/*.sh.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.NOTPARALLEL:
+.DEFAULT_GOAL := build
+
+# rustup installs into ~/.cargo/bin, which is often missing from PATH in
+# non-login shells (CI, sudo).
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+CARGO       ?= cargo
+CARGO_TEST  ?= $(CARGO) test --workspace
+CARGO_BUILD ?= $(CARGO) build --release
+PG          := scripts/pg.sh
+
+.PHONY: setup build pg-start pg-stop test run bench fmt lint clean-data
+
+setup:
+	@scripts/setup.sh
+
+build:
+	$(CARGO_BUILD)
+
+pg-start:
+	@$(PG) start
+
+pg-stop:
+	@$(PG) stop
+
+test: setup pg-start
+	@DATABASE_URL="$$($(PG) url)"; \
+	export DATABASE_URL; \
+	export ADIT_TEST_DATABASE_URL="$$DATABASE_URL"; \
+	echo "make test: DATABASE_URL=$$DATABASE_URL"; \
+	$(CARGO_TEST)
+
+run: setup build pg-start
+	@scripts/run.sh
+
+bench:
+	@echo "make bench: not built yet (issue 3)"; exit 1
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean-data:
+	@$(PG) stop
+	rm -rf .data

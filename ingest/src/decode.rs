@@ -1,0 +1,173 @@
+//! Limits before work: the body is refused on `Content-Length` before it is
+//! read, read through a byte limit, and decompressed through a reader that
+//! stops one byte past the decompressed limit, so a gzip or zstd bomb costs
+//! at most that limit in memory and the time to inflate it.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use hyper::header::HeaderValue;
+
+use crate::{Error, Result};
+
+/// A `Content-Encoding` adit accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    /// zlib-wrapped deflate, as RFC 9110 defines `deflate`.
+    Deflate,
+    Zstd,
+}
+
+impl Encoding {
+    pub fn from_header(value: Option<&HeaderValue>) -> Result<Self> {
+        let Some(value) = value else {
+            return Ok(Self::Identity);
+        };
+        let raw = value
+            .to_str()
+            .map_err(|_| Error::UnsupportedEncoding("<non-ASCII>".into()))?;
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(Self::Identity),
+            "gzip" | "x-gzip" => Ok(Self::Gzip),
+            "deflate" => Ok(Self::Deflate),
+            "zstd" => Ok(Self::Zstd),
+            other => Err(Error::UnsupportedEncoding(other.to_string())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Gzip => "gzip",
+            Self::Deflate => "deflate",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (at once when
+/// `Content-Length` already says so).
+pub async fn read_body<B>(body: B, content_length: Option<u64>, limit: usize) -> Result<Bytes>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if content_length.is_some_and(|n| n > limit as u64) {
+        return Err(Error::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
+        Err(e) => Err(Error::BodyRead {
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Decodes `body` into at most `limit` bytes.
+pub fn decompress(body: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes> {
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Identity => {
+            if body.len() > limit {
+                return Err(Error::DecompressedTooLarge { limit });
+            }
+            return Ok(body);
+        }
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+        Encoding::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(&body[..])
+                .map_err(|e| bad(encoding, e.to_string()))?,
+        ),
+    };
+    // A starting guess of 8x the compressed size fits typical JSON without
+    // regrowth; the cap stops bombs from reserving their claimed size.
+    let mut out = Vec::with_capacity(body.len().saturating_mul(8).min(limit) + 1);
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| bad(encoding, e.to_string()))?;
+    if out.len() > limit {
+        return Err(Error::DecompressedTooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+fn bad(encoding: Encoding, reason: String) -> Error {
+    Error::BadEncoding {
+        encoding: encoding.name(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        Bytes::from(enc.finish().unwrap())
+    }
+
+    #[test]
+    fn every_encoding_round_trips() {
+        let data = b"[{\"miner_id\":\"a\"}]".repeat(50);
+        assert_eq!(
+            decompress(gzip(&data), Encoding::Gzip, 1 << 20).unwrap(),
+            data
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&data).unwrap();
+        let z = Bytes::from(z.finish().unwrap());
+        assert_eq!(decompress(z, Encoding::Deflate, 1 << 20).unwrap(), data);
+        let zs = Bytes::from(zstd::encode_all(&data[..], 3).unwrap());
+        assert_eq!(decompress(zs, Encoding::Zstd, 1 << 20).unwrap(), data);
+        let id = Bytes::from(data.clone());
+        assert_eq!(decompress(id, Encoding::Identity, 1 << 20).unwrap(), data);
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![b'0'; 50 << 20]);
+        assert!(bomb.len() < 100_000, "compresses well: {}", bomb.len());
+        let err = decompress(bomb, Encoding::Gzip, 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::DecompressedTooLarge { limit } if limit == 1 << 20));
+    }
+
+    #[test]
+    fn exactly_the_limit_is_accepted() {
+        let data = vec![b' '; 4096];
+        assert_eq!(
+            decompress(gzip(&data), Encoding::Gzip, 4096).unwrap().len(),
+            4096
+        );
+        assert!(decompress(gzip(&data), Encoding::Gzip, 4095).is_err());
+    }
+
+    #[test]
+    fn truncated_gzip_is_a_bad_encoding() {
+        let full = gzip(&b"[1,2,3]".repeat(1000));
+        let cut = full.slice(..full.len() / 2);
+        assert!(matches!(
+            decompress(cut, Encoding::Gzip, 1 << 20),
+            Err(Error::BadEncoding { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_encodings_are_refused() {
+        let h = HeaderValue::from_static("br");
+        assert!(
+            matches!(Encoding::from_header(Some(&h)), Err(Error::UnsupportedEncoding(e)) if e == "br")
+        );
+        let h = HeaderValue::from_static("GZIP");
+        assert_eq!(Encoding::from_header(Some(&h)).unwrap(), Encoding::Gzip);
+        assert_eq!(Encoding::from_header(None).unwrap(), Encoding::Identity);
+    }
+}

@@ -1,0 +1,192 @@
+//! Whole-request failures of the front door, each with its HTTP status and
+//! machine-readable code. Row-level problems are not errors: they become
+//! `RowError`s in a 200 answer.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Invalid API key")]
+    InvalidKey,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("body is not valid JSON: {reason}")]
+    MalformedJson { reason: String },
+    #[error("body must be a JSON array of samples")]
+    NotAnArray,
+    #[error("JSON nesting deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("the {encoding} body is corrupt or truncated: {reason}")]
+    BadEncoding {
+        encoding: &'static str,
+        reason: String,
+    },
+    #[error("could not read the request body: {reason}")]
+    BodyRead { reason: String },
+    #[error("body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("decompressed body larger than {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
+    #[error("batch of {rows} rows exceeds the limit of {limit} rows; split it")]
+    TooManyRows { rows: usize, limit: usize },
+    #[error("unsupported Content-Encoding {0:?}; use gzip, deflate, zstd or identity")]
+    UnsupportedEncoding(String),
+    #[error("unsupported Content-Type {0:?}; send application/json")]
+    UnsupportedMediaType(String),
+    #[error("Idempotency-Key must be 1-128 printable ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("Idempotency-Key already used with a different body")]
+    IdempotencyConflict,
+    #[error("ingest queue is full ({capacity} uploads waiting); retry later")]
+    QueueFull { capacity: usize },
+    #[error("server is shutting down; retry later")]
+    ShuttingDown,
+    #[error("database unavailable; retry later")]
+    DatabaseUnavailable { reason: String },
+    #[error("not ready: {reason}")]
+    NotReady { reason: String },
+    #[error("internal error; the upload was not written")]
+    Internal { reason: String },
+}
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidKey => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MalformedJson { .. } | Self::NotAnArray | Self::TooDeep { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::BadEncoding { .. } | Self::BodyRead { .. } | Self::InvalidIdempotencyKey => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::BodyTooLarge { .. }
+            | Self::DecompressedTooLarge { .. }
+            | Self::TooManyRows { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedEncoding(_) | Self::UnsupportedMediaType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::QueueFull { .. }
+            | Self::ShuttingDown
+            | Self::DatabaseUnavailable { .. }
+            | Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable `code` of the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidKey => "invalid_key",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MalformedJson { .. } | Self::NotAnArray | Self::TooDeep { .. } => {
+                "malformed_json"
+            }
+            Self::BadEncoding { .. } => "bad_encoding",
+            Self::BodyRead { .. } => "bad_request",
+            Self::BodyTooLarge { .. }
+            | Self::DecompressedTooLarge { .. }
+            | Self::TooManyRows { .. } => "payload_too_large",
+            Self::UnsupportedEncoding(_) => "unsupported_encoding",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::QueueFull { .. } => "queue_full",
+            Self::ShuttingDown => "shutting_down",
+            Self::DatabaseUnavailable { .. } => "database_unavailable",
+            Self::NotReady { .. } => "not_ready",
+            Self::Internal { .. } => "internal_error",
+        }
+    }
+
+    /// The error envelope of SPEC §2, with `Retry-After` on 503.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "Request failed.");
+        } else {
+            tracing::warn!(code = self.code(), error = %self, "Request refused.");
+        }
+        let mut body = String::with_capacity(128);
+        body.push_str(r#"{"success":false,"error":"#);
+        adit_types::push_json_string(&mut body, &self.to_string());
+        body.push_str(r#","code":""#);
+        body.push_str(self.code());
+        body.push_str(r#"","details":[]}"#);
+        let mut resp = json_response(status, body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        resp
+    }
+}
+
+impl From<adit_writer::Error> for Error {
+    fn from(e: adit_writer::Error) -> Self {
+        use adit_writer::Error as W;
+        match e {
+            W::QueueFull { capacity } => Self::QueueFull { capacity },
+            W::ShuttingDown => Self::ShuttingDown,
+            W::Unavailable { .. } | W::Database(_) => Self::DatabaseUnavailable {
+                reason: e.to_string(),
+            },
+            W::CopyCount { .. } | W::Refused { .. } => Self::Internal {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::DatabaseUnavailable {
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::DatabaseUnavailable {
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// A JSON response with the given status and body.
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_unavailable_carries_retry_after() {
+        let resp = Error::QueueFull { capacity: 4 }.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[RETRY_AFTER], "1");
+        let resp = Error::InvalidKey.into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().get(RETRY_AFTER).is_none());
+    }
+}

@@ -1,0 +1,120 @@
+//! JSON building blocks for validation: a batch split into raw rows, a row
+//! split into raw `(key, value)` pairs (duplicates kept, so they can be
+//! refused), and a nesting-depth check. Values stay borrowed slices of the
+//! body until a field parser needs them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// One JSON object as its members in order, duplicates included.
+#[derive(Debug)]
+pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(40));
+                while let Some(Key(k)) = map.next_key()? {
+                    members.push((k, map.next_value()?));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// An object key, borrowed from the body unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// True when arrays/objects nest deeper than `limit` anywhere in `body`.
+/// One pass over the bytes, skipping string contents.
+pub fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_object_keeps_order_duplicates_and_escaped_keys() {
+        let obj: RawObject =
+            serde_json::from_str(r#"{"a":1,"b":[1,{"x":2}],"a":"s","k\"ey":null}"#).unwrap();
+        let keys: Vec<&str> = obj.0.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a", "b", "a", "k\"ey"]);
+        assert_eq!(obj.0[1].1.get(), r#"[1,{"x":2}]"#);
+        assert!(matches!(obj.0[0].0, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn raw_object_refuses_non_objects() {
+        assert!(serde_json::from_str::<RawObject>("[1]").is_err());
+        assert!(serde_json::from_str::<RawObject>("3").is_err());
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert!(!nests_deeper_than(br#"[{"a":[1]}]"#, 3));
+        assert!(nests_deeper_than(br#"[{"a":[[1]]}]"#, 3));
+        assert!(!nests_deeper_than(br#"[{"a":"[[[[[[\"[["}]"#, 2));
+        let deep = "[".repeat(65) + &"]".repeat(65);
+        assert!(nests_deeper_than(deep.as_bytes(), 64));
+        let ok = "[".repeat(64) + &"]".repeat(64);
+        assert!(!nests_deeper_than(ok.as_bytes(), 64));
+    }
+}

@@ -1,0 +1,20 @@
+//! adit's front door.
+//!
+//! Data comes from edge collectors as HTTP uploads (gzip/deflate/zstd JSON
+//! arrays of per-miner samples). The front door authenticates the
+//! collector key ([`auth`]), reads and decompresses the body within limits
+//! ([`decode`]), parses and validates rows into typed samples
+//! ([`validate`]), and hands each upload to the writer's bounded queue.
+//! It answers only after the writer reports the upload committed;
+//! [`idempotency`] makes retries exactly-once.
+
+pub mod auth;
+pub mod decode;
+mod error;
+pub mod idempotency;
+pub mod json;
+pub mod server;
+pub mod validate;
+
+pub use error::{json_response, Error, Result};
+pub use server::{handle, run, Limits, State};

@@ -1,0 +1,331 @@
+//! The HTTP server: routing, the upload handler, health and readiness.
+//! [`handle`] is a plain function of a request and the [`State`], so most
+//! tests call it in-process; [`run`] serves it on a listener until the
+//! shutdown future completes.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adit_writer::{Ack, Idempotency, Upload, WriterHandle};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::auth::{KeyCache, KeyInfo};
+use crate::decode::{self, Encoding};
+use crate::idempotency::{self, Claim, InFlight};
+use crate::validate::{self, Rules};
+use crate::{json_response, Error, Result};
+
+/// Request-level limits (row-level ones live in [`Rules`]).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Body size as received (compressed).
+    pub max_body_bytes: usize,
+    /// Body size after decompression.
+    pub max_decompressed_bytes: usize,
+    /// Time a client gets to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Time a client gets to send its whole body.
+    pub body_read_timeout: Duration,
+    /// How long an in-process graceful shutdown waits for open requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            max_decompressed_bytes: 32 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a request needs.
+#[derive(Debug)]
+pub struct State {
+    pub keys: KeyCache,
+    /// Connections for lookups (keys, idempotency, readiness).
+    pub pool: deadpool_postgres::Pool,
+    pub writer: WriterHandle,
+    pub limits: Limits,
+    pub rules: Rules,
+    pub inflight: InFlight,
+}
+
+const UPLOAD_PATH: &str = "/api/collector/upload";
+
+/// Answers one request.
+pub async fn handle<B>(req: Request<B>, state: &State) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::POST, UPLOAD_PATH) => upload(req, state).await,
+        (&Method::GET, "/health") => Ok(json_response(
+            StatusCode::OK,
+            r#"{"success":true,"data":{"status":"up"}}"#,
+        )),
+        (&Method::GET, "/ready") => ready(state).await,
+        (_, UPLOAD_PATH | "/health" | "/ready") => Err(Error::MethodNotAllowed),
+        _ => Err(Error::NotFound),
+    };
+    result.unwrap_or_else(Error::into_response)
+}
+
+/// Facts about one upload request, gathered before its body is parsed.
+struct Context {
+    key: KeyInfo,
+    site_id: i32,
+    received_at: Instant,
+    received_at_micros: i64,
+    bytes_in: usize,
+}
+
+async fn upload<B>(req: Request<B>, state: &State) -> Result<Response<Full<Bytes>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let received_at = Instant::now();
+    let received_at_micros = chrono::Utc::now().timestamp_micros();
+    let (parts, body) = req.into_parts();
+    let key = authenticate(&parts.headers, state).await?;
+    let site_id = key.site_id.ok_or(Error::InvalidKey)?;
+    let encoding = Encoding::from_header(parts.headers.get(CONTENT_ENCODING))?;
+    check_content_type(&parts.headers)?;
+    let idem_key = parts
+        .headers
+        .get("idempotency-key")
+        .map(|v| idempotency::parse_key(v.as_bytes()))
+        .transpose()?;
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limits = &state.limits;
+    let compressed = tokio::time::timeout(
+        limits.body_read_timeout,
+        decode::read_body(body, content_length, limits.max_body_bytes),
+    )
+    .await
+    .map_err(|_| Error::BodyRead {
+        reason: "timed out".into(),
+    })??;
+    let ctx = Context {
+        key,
+        site_id,
+        received_at,
+        received_at_micros,
+        bytes_in: compressed.len(),
+    };
+    let raw = decode::decompress(compressed, encoding, limits.max_decompressed_bytes)?;
+    let body = match idem_key {
+        None => match write(state, &ctx, &raw, None).await? {
+            Ack::Committed(body) => body,
+            Ack::Duplicate => {
+                return Err(Error::Internal {
+                    reason: "duplicate without a key".into(),
+                })
+            }
+        },
+        Some(idem_key) => write_once(state, &ctx, &raw, idem_key).await?,
+    };
+    Ok(json_response(StatusCode::OK, body))
+}
+
+async fn authenticate(headers: &HeaderMap, state: &State) -> Result<KeyInfo> {
+    let key = headers
+        .get("x-collector-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Error::InvalidKey)?;
+    state
+        .keys
+        .lookup(key.trim())
+        .await?
+        .ok_or(Error::InvalidKey)
+}
+
+/// JSON or unspecified; anything else is refused.
+fn check_content_type(headers: &HeaderMap) -> Result<()> {
+    let Some(v) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let s = v.to_str().unwrap_or("");
+    let mime = s.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/json") || mime.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(s.to_string()))
+    }
+}
+
+/// Validates the body and waits until the writer has committed it.
+async fn write(
+    state: &State,
+    ctx: &Context,
+    raw: &[u8],
+    idempotency: Option<Idempotency>,
+) -> Result<Ack> {
+    let parsed = validate::parse_batch(raw, &state.rules, ctx.received_at_micros)?;
+    if !parsed.rejects.is_empty() {
+        warn!(
+            site_id = ctx.site_id,
+            rejected = parsed.rejects.len(),
+            first_reason = %parsed.rejects[0].error.reason,
+            "Rejected rows."
+        );
+    }
+    let upload = Upload {
+        upload_id: rand::random::<i64>() & i64::MAX,
+        site_id: ctx.site_id,
+        key_id: ctx.key.id,
+        received_at: ctx.received_at,
+        received_at_micros: ctx.received_at_micros,
+        samples: parsed.samples,
+        rejects: parsed.rejects,
+        summary: parsed.summary,
+        idempotency,
+        bytes_in: ctx.bytes_in as u32,
+        bytes_raw: raw.len() as u32,
+        processing_time_ms: 0,
+    };
+    let reply = state.writer.submit(upload)?;
+    let ack = reply.await.map_err(|_| Error::Internal {
+        reason: "the writer dropped the upload".into(),
+    })??;
+    Ok(ack)
+}
+
+/// An upload with an Idempotency-Key: the first one writes; a retry with
+/// the same body gets the first answer byte for byte; a reuse with another
+/// body is a conflict.
+async fn write_once(state: &State, ctx: &Context, raw: &[u8], idem_key: String) -> Result<String> {
+    let body_sha256: [u8; 32] = Sha256::digest(raw).into();
+    // Each round either answers or learns that someone else committed the
+    // key meanwhile, in which case the next lookup finds it.
+    for _ in 0..3 {
+        let guard = match state.inflight.claim(ctx.key.id, &idem_key) {
+            Claim::Wait(rx) => {
+                idempotency::wait(rx).await;
+                continue;
+            }
+            Claim::Owner(guard) => guard,
+        };
+        let client = state.pool.get().await?;
+        if let Some(stored) = idempotency::lookup(&client, ctx.key.id, &idem_key).await? {
+            if stored.body_sha256 == body_sha256 {
+                debug!(
+                    site_id = ctx.site_id,
+                    "Answered a retry from the idempotency store."
+                );
+                return Ok(stored.response);
+            }
+            return Err(Error::IdempotencyConflict);
+        }
+        drop(client);
+        let idem = Idempotency {
+            key: idem_key.clone(),
+            body_sha256,
+        };
+        match write(state, ctx, raw, Some(idem)).await? {
+            Ack::Committed(body) => return Ok(body),
+            Ack::Duplicate => drop(guard),
+        }
+    }
+    Err(Error::DatabaseUnavailable {
+        reason: "idempotency key kept changing hands".into(),
+    })
+}
+
+async fn ready(state: &State) -> Result<Response<Full<Bytes>>> {
+    let depth = state.writer.queue_len();
+    let capacity = state.writer.queue_capacity();
+    let database = tokio::time::timeout(Duration::from_secs(2), async {
+        let client = state.pool.get().await.ok()?;
+        client.query_one("SELECT 1", &[]).await.ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .is_some();
+    let saturated = depth * 10 >= capacity * 9;
+    if !database {
+        return Err(Error::NotReady {
+            reason: "database unreachable".into(),
+        });
+    }
+    if saturated {
+        return Err(Error::NotReady {
+            reason: format!("queue saturated ({depth}/{capacity})"),
+        });
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        format!(
+            r#"{{"success":true,"data":{{"database":true,"queue_depth":{depth},"queue_capacity":{capacity}}}}}"#
+        ),
+    ))
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then stops
+/// accepting and lets open requests finish (up to `shutdown_grace`).
+pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = pin!(shutdown);
+    let header_timeout = state.limits.header_read_timeout;
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let st = state.clone();
+        let service = service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(handle(req, &st).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(error = %e, "Connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    info!("Stopped accepting; waiting for open requests.");
+    if tokio::time::timeout(state.limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("Open requests outlived the shutdown grace period.");
+    }
+}

@@ -1,0 +1,140 @@
+//! The command line: `adit serve | migrate | keys | load`.
+//! Every serve option also reads an `ADIT_…` environment variable.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::serve::ServeConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "adit",
+    version,
+    about = "Ingest service for mining-fleet telemetry: gzip JSON uploads in, \
+             partitioned PostgreSQL out.",
+    long_about = "adit receives batches of per-miner samples from edge collectors \
+                  (POST /api/collector/upload), validates them and writes them to \
+                  partitioned PostgreSQL tables with binary COPY, answering each \
+                  upload only once its rows are committed.\n\n\
+                  Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP ingest server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate(DbArgs),
+    /// Manage collector keys and admin tokens.
+    Keys {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Load-test a running adit with simulated edge collectors.
+    Load(adit_load::LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// PostgreSQL connection URL (e.g. postgres://adit@127.0.0.1:54329/adit).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a collector key for a site (or an admin token with --admin);
+    /// the key is printed alone on the last line of stdout.
+    Create {
+        /// Site the key writes for.
+        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        site: Option<i32>,
+        /// Create an admin token (used as `Authorization: Bearer …`).
+        #[arg(long)]
+        admin: bool,
+        /// A label to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys: one line per key, starting with its numeric id.
+    List,
+    /// Revoke a key by id; servers refuse it within the key cache TTL.
+    Revoke { id: i32 },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, env = "ADIT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the Parquet archive goes: file:///path or s3://bucket/prefix
+    /// (the archive stage is not built yet; the value is checked and logged).
+    #[arg(long, env = "ADIT_ARCHIVE_URL")]
+    pub archive_url: Option<String>,
+    /// Do not apply migrations at start.
+    #[arg(long, env = "ADIT_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Parallel writer connections (COPY streams).
+    #[arg(long, env = "ADIT_WRITERS", default_value_t = 2)]
+    pub writers: usize,
+    /// Uploads that may wait for the writer before new ones get 503.
+    #[arg(long, env = "ADIT_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Flush a batch once it holds this many rows.
+    #[arg(long, env = "ADIT_BATCH_MAX_ROWS", default_value_t = 20_000)]
+    pub batch_max_rows: usize,
+    /// Flush a batch after this long even if it is not full.
+    #[arg(long, env = "ADIT_FLUSH_INTERVAL", default_value = "5ms")]
+    pub flush_interval: humantime::Duration,
+    /// Largest request body accepted, as sent (compressed).
+    #[arg(long, env = "ADIT_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest request body accepted after decompression.
+    #[arg(long, env = "ADIT_MAX_DECOMPRESSED_BYTES", default_value_t = 32 << 20)]
+    pub max_decompressed_bytes: usize,
+    /// Most rows in one upload; larger batches are refused whole (413).
+    #[arg(long, env = "ADIT_MAX_ROWS_PER_UPLOAD", default_value_t = 20_000)]
+    pub max_rows_per_upload: usize,
+    /// Oldest sample `timestamp` accepted, relative to the server clock.
+    #[arg(long, env = "ADIT_LATENESS", default_value = "7days")]
+    pub lateness: humantime::Duration,
+    /// How far in the future a sample `timestamp` may be.
+    #[arg(long, env = "ADIT_MAX_FUTURE", default_value = "5min")]
+    pub max_future: humantime::Duration,
+    /// How long a key lookup is cached (revocations take effect within it).
+    #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value = "2s")]
+    pub key_cache_ttl: humantime::Duration,
+    /// Benchmarking only: acknowledge uploads without writing them.
+    #[arg(long, env = "ADIT_DISCARD", hide = true)]
+    pub discard: bool,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> ServeConfig {
+        let mut c = ServeConfig::new(self.db.database_url);
+        c.listen = self.listen;
+        c.archive_url = self.archive_url;
+        c.migrate = !self.no_migrate;
+        c.writer.workers = self.writers;
+        c.writer.queue_capacity = self.queue_capacity;
+        c.writer.batch.max_rows = self.batch_max_rows;
+        c.writer.batch.max_age = self.flush_interval.into();
+        c.writer.discard = self.discard;
+        c.limits.max_body_bytes = self.max_body_bytes;
+        c.limits.max_decompressed_bytes = self.max_decompressed_bytes;
+        c.rules.max_rows = self.max_rows_per_upload;
+        c.rules.lateness = self.lateness.into();
+        c.rules.max_future = self.max_future.into();
+        c.key_cache_ttl = self.key_cache_ttl.into();
+        c
+    }
+}

@@ -1,0 +1,36 @@
+//! Database connections for the control side (migrations, keys, lookups).
+
+use anyhow::Context as _;
+use tokio_postgres::{Client, NoTls};
+
+/// One connection, in UTC, with its driver task spawned.
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.with_context(|| {
+        "cannot connect to PostgreSQL at DATABASE_URL (for a private cluster run `make run`, \
+         or `scripts/pg.sh start` and use `scripts/pg.sh url`)"
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "Connection closed.");
+        }
+    });
+    client
+        .batch_execute("SET TIME ZONE 'UTC'; SET client_min_messages = warning")
+        .await?;
+    Ok(client)
+}
+
+/// A pool of up to `size` connections, opened on demand.
+pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
+    let config: tokio_postgres::Config = url.parse().context("DATABASE_URL is not a valid URL")?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Ok(deadpool_postgres::Pool::builder(manager)
+        .max_size(size)
+        .build()?)
+}

@@ -1,0 +1,71 @@
+//! Applies `migrations/*.sql` in order, once each, recording the applied
+//! versions and a checksum (an edited migration is refused, never re-run).
+//! Concurrent migrators (several `adit serve` starting together) serialise
+//! on an advisory lock.
+
+use anyhow::{bail, Context as _};
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+use tracing::info;
+
+/// Every migration, in order. New files are appended here.
+pub const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../migrations/0001_init.sql"))];
+
+/// Advisory lock key held while migrating ("adit" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6164_6974;
+
+/// Applies the pending migrations; returns the versions it applied.
+pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<&'static str>> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply_pending(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    result
+}
+
+async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<&'static str>> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS adit_migrations (
+                 version text PRIMARY KEY,
+                 checksum bytea NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let mut applied = Vec::new();
+    for (version, sql) in MIGRATIONS {
+        let checksum = Sha256::digest(sql.as_bytes()).to_vec();
+        let row = client
+            .query_opt(
+                "SELECT checksum FROM adit_migrations WHERE version = $1",
+                &[version],
+            )
+            .await?;
+        if let Some(row) = row {
+            let stored: Vec<u8> = row.get(0);
+            if stored != checksum {
+                bail!(
+                    "migration {version} changed after it was applied; add a new migration instead"
+                );
+            }
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("applying migration {version}"))?;
+        tx.execute(
+            "INSERT INTO adit_migrations (version, checksum) VALUES ($1, $2)",
+            &[version, &checksum],
+        )
+        .await?;
+        tx.commit().await?;
+        info!(version, "Applied migration.");
+        applied.push(*version);
+    }
+    Ok(applied)
+}

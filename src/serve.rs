@@ -1,0 +1,163 @@
+//! `adit serve`: wires the database, the writer and the front door
+//! together, and tears them down in order (stop accepting, let open
+//! requests finish, drain the writer).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adit_ingest::auth::KeyCache;
+use adit_ingest::idempotency::InFlight;
+use adit_ingest::validate::Rules;
+use adit_ingest::{Limits, State};
+use adit_writer::{partition, Writer, WriterConfig};
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::db;
+
+/// Everything `adit serve` needs; [`ServeConfig::test_config`] suits tests.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub archive_url: Option<String>,
+    /// Apply migrations at start.
+    pub migrate: bool,
+    pub writer: WriterConfig,
+    pub limits: Limits,
+    pub rules: Rules,
+    pub key_cache_ttl: Duration,
+}
+
+/// Daily partitions kept ready around today.
+const PARTITIONS_BACK_DAYS: i32 = 1;
+const PARTITIONS_AHEAD_DAYS: i32 = 3;
+/// How often the partitions ahead and the idempotency store are tended.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+
+impl ServeConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        let database_url = database_url.into();
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            writer: WriterConfig::new(database_url.clone()),
+            database_url,
+            archive_url: None,
+            migrate: true,
+            limits: Limits::default(),
+            rules: Rules::default(),
+            key_cache_ttl: Duration::from_secs(2),
+        }
+    }
+
+    pub fn test_config(database_url: impl Into<String>) -> Self {
+        let database_url = database_url.into();
+        Self {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            writer: WriterConfig::test_config(database_url.clone()),
+            key_cache_ttl: Duration::from_millis(200),
+            ..Self::new(database_url)
+        }
+    }
+}
+
+/// Binds `config.listen` and serves until ctrl-c or SIGTERM.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    run(listener, config, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut client = db::connect(&config.database_url).await?;
+    if config.migrate {
+        crate::migrate::migrate(&mut client).await?;
+    }
+    let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
+    partition::ensure_ahead(&client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await?;
+    if let Some(url) = &config.archive_url {
+        warn!(archive_url = %url, "The Parquet archive is not built yet; rows go to PostgreSQL only.");
+    }
+    let maintenance = tokio::spawn(maintain(client));
+
+    let pool = db::pool(&config.database_url, 16)?;
+    let writer = Writer::spawn(config.writer.clone());
+    let state = Arc::new(State {
+        keys: KeyCache::new(pool.clone(), config.key_cache_ttl),
+        pool,
+        writer: writer.handle.clone(),
+        limits: config.limits.clone(),
+        rules: config.rules.clone(),
+        inflight: InFlight::default(),
+    });
+    info!(
+        listen = %listener.local_addr()?,
+        writers = config.writer.workers,
+        discard = config.writer.discard,
+        "adit is serving."
+    );
+    adit_ingest::run(listener, state, shutdown).await;
+    info!("Draining the writer.");
+    writer.shutdown().await;
+    maintenance.abort();
+    info!("adit stopped.");
+    Ok(())
+}
+
+/// Keeps partitions ready ahead of time and forgets idempotency keys older
+/// than a day.
+async fn maintain(client: tokio_postgres::Client) {
+    loop {
+        tokio::time::sleep(MAINTENANCE_INTERVAL).await;
+        let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
+        if let Err(e) =
+            partition::ensure_ahead(&client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS)
+                .await
+        {
+            warn!(error = %e, "Could not create partitions ahead.");
+        }
+        match client
+            .execute(
+                "DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours'",
+                &[],
+            )
+            .await
+        {
+            Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "Could not expire idempotency keys."),
+        }
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    info!("Shutdown requested.");
+}

@@ -1,0 +1,284 @@
+//! One flush: a batch of uploads becomes one transaction — idempotency
+//! claims, one binary COPY per day partition, the rejects, the upload log —
+//! and nobody hears "committed" before COMMIT returns.
+
+use std::collections::{BTreeMap, HashSet};
+use std::pin::pin;
+
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use futures_util::SinkExt;
+use tokio_postgres::Client;
+
+use crate::copy::{self, RejectOrigin, REJECT_COLUMNS, TELEMETRY_COLUMNS};
+use crate::partition::{DayPartition, PartitionCache, Partitioned};
+use crate::{Error, Result, Upload};
+
+/// What a flush did with each upload, in batch order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rows committed; the body to answer with.
+    Committed(String),
+    /// Another upload with the same Idempotency-Key was committed first;
+    /// nothing of this one was written.
+    Duplicate,
+}
+
+/// Which stage a failed flush reached, so the caller knows whether the
+/// transaction may have committed after all.
+#[derive(Debug)]
+pub struct FlushFailure {
+    pub error: Error,
+    /// True when COMMIT itself failed: the outcome is unknown.
+    pub at_commit: bool,
+}
+
+impl From<Error> for FlushFailure {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            at_commit: false,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for FlushFailure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error::from(e).into()
+    }
+}
+
+/// Writes `uploads` in one transaction; `acks[i]` is the answer of
+/// `uploads[i]`, stored with its idempotency claim.
+pub async fn flush(
+    client: &mut Client,
+    partitions: &mut PartitionCache,
+    uploads: &[&Upload],
+    acks: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>, FlushFailure> {
+    let log_day = adit_types::day_of(now.timestamp_micros());
+    let mut wanted: HashSet<DayPartition> = uploads
+        .iter()
+        .flat_map(|u| u.samples.iter())
+        .map(|s| DayPartition {
+            table: Partitioned::MinerTelemetry,
+            day: s.day(),
+        })
+        .collect();
+    wanted.insert(DayPartition {
+        table: Partitioned::UploadLog,
+        day: log_day,
+    });
+    partitions.ensure(client, wanted).await?;
+
+    let tx = client.transaction().await?;
+    let duplicates = claim_idempotency_keys(&tx, uploads, acks).await?;
+    let kept: Vec<&Upload> = uploads
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !duplicates.contains(i))
+        .map(|(_, u)| *u)
+        .collect();
+
+    copy_samples(&tx, &kept).await?;
+    copy_rejects(&tx, &kept).await?;
+    log_uploads(&tx, &kept, now).await?;
+    tx.commit().await.map_err(|e| FlushFailure {
+        error: e.into(),
+        at_commit: true,
+    })?;
+
+    Ok(acks
+        .iter()
+        .enumerate()
+        .map(|(i, ack)| {
+            if duplicates.contains(&i) {
+                Outcome::Duplicate
+            } else {
+                Outcome::Committed(ack.clone())
+            }
+        })
+        .collect())
+}
+
+/// Claims the Idempotency-Keys of the batch; returns the batch positions of
+/// uploads whose key was already claimed by a committed upload in the last
+/// 24 hours (a claim older than that is taken over).
+async fn claim_idempotency_keys(
+    tx: &tokio_postgres::Transaction<'_>,
+    uploads: &[&Upload],
+    acks: &[String],
+) -> Result<HashSet<usize>> {
+    let mut key_ids = Vec::new();
+    let mut keys = Vec::new();
+    let mut hashes = Vec::new();
+    let mut responses = Vec::new();
+    let mut positions = Vec::new();
+    for (i, u) in uploads.iter().enumerate() {
+        if let Some(idem) = &u.idempotency {
+            key_ids.push(u.key_id);
+            keys.push(idem.key.as_str());
+            hashes.push(&idem.body_sha256[..]);
+            responses.push(acks[i].as_str());
+            positions.push(i);
+        }
+    }
+    if positions.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let claimed = tx
+        .query(
+            "INSERT INTO idempotency_keys (key_id, idem_key, body_sha256, response) \
+             SELECT * FROM unnest($1::int4[], $2::text[], $3::bytea[], $4::text[]) \
+             ON CONFLICT (key_id, idem_key) DO UPDATE \
+               SET body_sha256 = EXCLUDED.body_sha256, response = EXCLUDED.response, \
+                   created_at = now() \
+               WHERE idempotency_keys.created_at < now() - interval '24 hours' \
+             RETURNING key_id, idem_key",
+            &[&key_ids, &keys, &hashes, &responses],
+        )
+        .await?;
+    let claimed: HashSet<(i32, String)> = claimed
+        .iter()
+        .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+        .collect();
+    Ok(positions
+        .into_iter()
+        .filter(|&i| {
+            let u = uploads[i];
+            let key = &u.idempotency.as_ref().expect("positions have keys").key;
+            !claimed.contains(&(u.key_id, key.clone()))
+        })
+        .collect())
+}
+
+/// One binary COPY per day partition, straight into the partition.
+async fn copy_samples(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload]) -> Result<()> {
+    let mut by_day: BTreeMap<i32, (BytesMut, u64)> = BTreeMap::new();
+    for u in uploads {
+        for s in &u.samples {
+            let (buf, rows) = by_day.entry(s.day()).or_insert_with(|| {
+                let mut buf = BytesMut::with_capacity(1 << 20);
+                copy::begin(&mut buf);
+                (buf, 0)
+            });
+            copy::encode_sample(buf, u.site_id, s);
+            *rows += 1;
+        }
+    }
+    for (day, (mut buf, rows)) in by_day {
+        let table = DayPartition {
+            table: Partitioned::MinerTelemetry,
+            day,
+        };
+        copy::end(&mut buf);
+        let sql = format!("COPY {table} ({TELEMETRY_COLUMNS}) FROM STDIN (FORMAT binary)");
+        copy_in(tx, &sql, buf, rows, "miner_telemetry").await?;
+    }
+    Ok(())
+}
+
+async fn copy_rejects(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload]) -> Result<()> {
+    let mut buf = BytesMut::new();
+    let mut rows = 0u64;
+    for u in uploads.iter().filter(|u| !u.rejects.is_empty()) {
+        if rows == 0 {
+            copy::begin(&mut buf);
+        }
+        let origin = RejectOrigin {
+            received_at_micros: u.received_at_micros,
+            site_id: u.site_id,
+            key_id: u.key_id,
+            upload_id: u.upload_id,
+        };
+        for r in &u.rejects {
+            copy::encode_reject(&mut buf, origin, r);
+            rows += 1;
+        }
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    copy::end(&mut buf);
+    let sql = format!("COPY ingest_rejects ({REJECT_COLUMNS}) FROM STDIN (FORMAT binary)");
+    copy_in(tx, &sql, buf, rows, "ingest_rejects").await
+}
+
+async fn copy_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    buf: BytesMut,
+    expected: u64,
+    table: &'static str,
+) -> Result<()> {
+    let mut sink = pin!(tx.copy_in::<_, bytes::Bytes>(sql).await?);
+    sink.send(buf.freeze()).await?;
+    let written = sink.as_mut().finish().await?;
+    if written != expected {
+        return Err(Error::CopyCount {
+            table,
+            written,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+async fn log_uploads(
+    tx: &tokio_postgres::Transaction<'_>,
+    uploads: &[&Upload],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let n = uploads.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut sites = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut counts: [Vec<i32>; 4] = Default::default();
+    let mut bytes_in = Vec::with_capacity(n);
+    let mut bytes_raw = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    let mut idem = Vec::with_capacity(n);
+    for u in uploads {
+        ids.push(u.upload_id);
+        sites.push(u.site_id);
+        keys.push(u.key_id);
+        let s = &u.summary;
+        for (col, v) in counts
+            .iter_mut()
+            .zip([s.processed, s.online, s.offline, s.rejected])
+        {
+            col.push(v as i32);
+        }
+        bytes_in.push(u.bytes_in as i32);
+        bytes_raw.push(u.bytes_raw as i32);
+        times.push(u.processing_time_ms as i32);
+        idem.push(u.idempotency.as_ref().map(|i| i.key.as_str()));
+    }
+    tx.execute(
+        "INSERT INTO upload_log (created_at, upload_id, site_id, key_id, processed, online, \
+           offline, rejected, bytes_in, bytes_raw, processing_time_ms, idempotency_key) \
+         SELECT $1, * FROM unnest($2::int8[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], \
+           $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[], $12::text[])",
+        &[
+            &now, &ids, &sites, &keys, &counts[0], &counts[1], &counts[2], &counts[3], &bytes_in,
+            &bytes_raw, &times, &idem,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// After a COMMIT whose answer was lost: did the batch land? The upload log
+/// row of its first upload is written in the same transaction, so its
+/// presence says yes.
+pub async fn was_committed(client: &Client, first_upload_id: i64) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM upload_log WHERE upload_id = $1 \
+               AND created_at > now() - interval '1 day')",
+            &[&first_upload_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,260 @@
+//! A writer worker: gathers a batch from the queue, writes it with retries,
+//! answers each upload. Several workers run side by side, each with its own
+//! connection, so one batch is being COPYed while the next one gathers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, NoTls};
+use tracing::{debug, error, info, warn};
+
+use crate::batcher::{Batch, Pending};
+use crate::flush::{self, FlushFailure, Outcome};
+use crate::partition::PartitionCache;
+use crate::{retry, Ack, Error, Result, Shared, Upload};
+
+/// Longest idle sleep between looks at the queue (also bounds how long a
+/// worker takes to notice shutdown).
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
+    let mut conn = Connection {
+        url: shared.config.database_url.clone(),
+        client: None,
+    };
+    let mut partitions = PartitionCache::default();
+    let mut batch = Batch::default();
+    let limits = shared.config.batch;
+    loop {
+        loop {
+            let now = Instant::now();
+            while !batch.should_flush(&limits, now) {
+                let Some(p) = shared.queue.pop() else { break };
+                shared.stats.dequeued.fetch_add(1, Ordering::Relaxed);
+                batch.push(p, now);
+            }
+            let closing = shared.closing.load(Ordering::SeqCst);
+            if batch.should_flush(&limits, now) || (closing && !batch.is_empty()) {
+                break;
+            }
+            if closing && shared.queue.is_empty() {
+                debug!(worker = id, "Writer worker stopped.");
+                return;
+            }
+            let wait = if batch.is_empty() {
+                IDLE_WAIT
+            } else {
+                batch.time_left(&limits, now)
+            };
+            let _ = tokio::time::timeout(wait, shared.notify.notified()).await;
+        }
+        let rows = batch.rows();
+        let pending = batch.take();
+        let started = Instant::now();
+        write_and_answer(&shared, &mut conn, &mut partitions, pending).await;
+        debug!(
+            worker = id,
+            rows,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Flushed a batch."
+        );
+    }
+}
+
+/// Writes one gathered batch and sends every upload its answer.
+async fn write_and_answer(
+    shared: &Shared,
+    conn: &mut Connection,
+    partitions: &mut PartitionCache,
+    mut pending: Vec<Pending>,
+) {
+    for p in &mut pending {
+        p.upload.processing_time_ms = p.upload.received_at.elapsed().as_millis() as u32;
+    }
+    let acks: Vec<String> = pending
+        .iter()
+        .map(|p| p.upload.summary.render(p.upload.processing_time_ms as u64))
+        .collect();
+    let uploads: Vec<&Upload> = pending.iter().map(|p| &p.upload).collect();
+    let rows: u64 = uploads.iter().map(|u| u.samples.len() as u64).sum();
+
+    let answers: Vec<Result<Ack>> = if shared.config.discard {
+        acks.into_iter().map(|a| Ok(Ack::Committed(a))).collect()
+    } else {
+        let now = Utc::now();
+        match write_with_retry(shared, conn, partitions, &uploads, &acks, now).await {
+            Ok(outcomes) => outcomes.into_iter().map(|o| Ok(o.into())).collect(),
+            Err(e) if uploads.len() > 1 && matches!(e, Error::Refused { .. }) => {
+                // One upload may poison a batch; write each alone so only the
+                // culprit fails.
+                warn!(uploads = uploads.len(), error = %e, "Batch refused; retrying its uploads one by one.");
+                let mut answers = Vec::with_capacity(uploads.len());
+                for (u, ack) in uploads.iter().zip(&acks) {
+                    let one = write_with_retry(
+                        shared,
+                        conn,
+                        partitions,
+                        &[*u],
+                        std::slice::from_ref(ack),
+                        now,
+                    )
+                    .await
+                    .map(|mut o| o.remove(0).into());
+                    answers.push(one);
+                }
+                answers
+            }
+            Err(e) => {
+                let shared_err = Arc::new(e);
+                uploads
+                    .iter()
+                    .map(|_| Err(clone_failure(&shared_err)))
+                    .collect()
+            }
+        }
+    };
+    let committed = answers.iter().filter(|a| a.is_ok()).count();
+    if committed == answers.len() {
+        shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        shared.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+    } else {
+        shared.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    for (p, answer) in pending.into_iter().zip(answers) {
+        let _ = p.reply.send(answer);
+    }
+}
+
+impl From<Outcome> for Ack {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Committed(body) => Ack::Committed(body),
+            Outcome::Duplicate => Ack::Duplicate,
+        }
+    }
+}
+
+/// The same failure, once per waiting upload.
+fn clone_failure(e: &Arc<Error>) -> Error {
+    match &**e {
+        Error::Unavailable { source } => Error::Unavailable {
+            source: source.clone(),
+        },
+        Error::Refused { source } => Error::Refused {
+            source: source.clone(),
+        },
+        _ => Error::Refused { source: e.clone() },
+    }
+}
+
+/// Writes `uploads` in one transaction, retrying connection-level failures
+/// with backoff for up to `retry_for`. Returns `Unavailable` when the
+/// database stayed out of reach, `Refused` when it rejected the batch.
+async fn write_with_retry(
+    shared: &Shared,
+    conn: &mut Connection,
+    partitions: &mut PartitionCache,
+    uploads: &[&Upload],
+    acks: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let deadline = Instant::now() + shared.config.retry_for;
+    let mut attempt = 0u32;
+    let mut commit_unknown = false;
+    loop {
+        let result = async {
+            let client = conn.get().await?;
+            if commit_unknown && flush::was_committed(client, uploads[0].upload_id).await? {
+                info!(
+                    uploads = uploads.len(),
+                    "A batch whose COMMIT answer was lost had landed."
+                );
+                return Ok(committed_outcomes(uploads, acks));
+            }
+            flush::flush(client, partitions, uploads, acks, now).await
+        }
+        .await;
+        let FlushFailure { error, at_commit } = match result {
+            Ok(outcomes) => {
+                shared.stats.database_up.store(true, Ordering::Relaxed);
+                return Ok(outcomes);
+            }
+            Err(f) => f,
+        };
+        commit_unknown |= at_commit;
+        let retryable = match &error {
+            Error::Database(e) => retry::is_retryable(e),
+            _ => false,
+        };
+        if !retryable {
+            error!(error = %error, uploads = uploads.len(), "The database refused a batch.");
+            return Err(Error::Refused {
+                source: Arc::new(error),
+            });
+        }
+        shared.stats.database_up.store(false, Ordering::Relaxed);
+        conn.client = None;
+        partitions.clear();
+        if Instant::now() >= deadline || shared.closing.load(Ordering::SeqCst) && attempt > 3 {
+            error!(error = %error, uploads = uploads.len(), "Database unavailable; giving up on a batch.");
+            let Error::Database(source) = error else {
+                unreachable!("retryable errors are database errors")
+            };
+            return Err(Error::Unavailable {
+                source: Arc::new(source),
+            });
+        }
+        warn!(error = %error, attempt, "Database unavailable; retrying a batch.");
+        tokio::time::sleep(retry::backoff(attempt)).await;
+        attempt += 1;
+    }
+}
+
+/// Outcomes of a batch found committed after its COMMIT answer was lost:
+/// uploads with an Idempotency-Key look their stored answer up (it may be
+/// theirs or that of an upload that claimed the key first).
+fn committed_outcomes(uploads: &[&Upload], acks: &[String]) -> Vec<Outcome> {
+    uploads
+        .iter()
+        .zip(acks)
+        .map(|(u, a)| match u.idempotency {
+            Some(_) => Outcome::Duplicate,
+            None => Outcome::Committed(a.clone()),
+        })
+        .collect()
+}
+
+/// A lazily (re)opened connection.
+#[derive(Debug)]
+struct Connection {
+    url: String,
+    client: Option<Client>,
+}
+
+impl Connection {
+    async fn get(&mut self) -> Result<&mut Client, FlushFailure> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.client = Some(connect(&self.url).await?);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
+    }
+}
+
+/// Opens a connection for the writer, in UTC.
+pub(crate) async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "Writer connection closed.");
+        }
+    });
+    client
+        .batch_execute("SET TIME ZONE 'UTC'; SET client_min_messages = warning")
+        .await?;
+    Ok(client)
+}
