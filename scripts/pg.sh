@@ -289,12 +289,19 @@ cmd_start() {
             rm -f "$PGDATA_DIR/postmaster.pid"
         fi
         rm -f "$SOCKDIR/.s.PGSQL.$PORT.lock" "$SOCKDIR/.s.PGSQL.$PORT"
-        # Backends of a killed postmaster exit on their own within moments.
+        # Backends of a killed postmaster normally exit on their own within
+        # moments; one busy in a long query only notices at its end. After 5s
+        # they get SIGQUIT (PostgreSQL's immediate-exit signal for backends).
         local i=0 left
         left="$(orphans)"
-        while [ -n "$left" ] && [ "$i" -lt 20 ]; do
+        while [ -n "$left" ] && [ "$i" -lt 40 ]; do
             [ "$i" -gt 0 ] || msg "waiting for old server processes to exit: ${left//$'\n'/ }"
-            sleep 0.5
+            if [ "$i" -eq 20 ]; then
+                msg "sending SIGQUIT to leftover server processes: ${left//$'\n'/ }"
+                # shellcheck disable=SC2086
+                kill -QUIT $left 2>/dev/null || true
+            fi
+            sleep 0.25
             i=$((i + 1))
             left="$(orphans)"
         done

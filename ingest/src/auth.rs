@@ -120,8 +120,11 @@ pub async fn revoke_key(client: &impl GenericClient, id: i32) -> Result<bool> {
 pub struct KeyCache {
     pool: deadpool_postgres::Pool,
     ttl: Duration,
-    entries: RwLock<HashMap<[u8; 32], (Option<KeyInfo>, Instant)>>,
+    entries: RwLock<HashMap<[u8; 32], Cached>>,
 }
+
+/// A lookup result (found or not) and when it was made.
+type Cached = (Option<KeyInfo>, Instant);
 
 impl KeyCache {
     pub fn new(pool: deadpool_postgres::Pool, ttl: Duration) -> Self {

@@ -1,0 +1,188 @@
+//! Test fixtures: a fresh database per test on the Makefile's private
+//! PostgreSQL cluster, an adit server on 127.0.0.1:0, and an HTTP client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::oneshot;
+use tokio_postgres::NoTls;
+
+use adit::serve::ServeConfig;
+
+/// The cluster's admin URL; tests fail loudly without it.
+pub fn admin_url() -> String {
+    std::env::var("ADIT_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .expect(
+            "these tests need PostgreSQL: run `make test`, or `scripts/pg.sh start` and \
+             export DATABASE_URL=$(scripts/pg.sh url)",
+        )
+}
+
+/// Replaces the database name of a URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("URL has a database");
+    format!("{base}/{db}")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot connect to {url}: {e}; is `scripts/pg.sh start` running?")
+        });
+    tokio::spawn(conn);
+    client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+    client
+}
+
+/// A new empty database, named after the test.
+pub async fn fresh_database(name: &str) -> String {
+    let admin = connect(&admin_url()).await;
+    let db = format!("adit_t_{}_{}", name, rand::random::<u32>());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    with_database(&admin_url(), &db)
+}
+
+/// A running server with its own database.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub db_url: String,
+    pub db: tokio_postgres::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(name: &str) -> Self {
+        Self::start_with(name, |_| {}).await
+    }
+
+    pub async fn start_with(name: &str, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
+        let db_url = fresh_database(name).await;
+        let mut config = ServeConfig::test_config(db_url.clone());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(adit::serve::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let db = connect(&db_url).await;
+        // Ready once /health answers (migrations ran before the listener serves).
+        for _ in 0..200 {
+            if let Ok((StatusCode::OK, _, _)) = get(addr, "/health").await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Self {
+            addr,
+            db_url,
+            db,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn key(&self, site: i32) -> String {
+        adit_ingest::auth::create_key(&self.db, Some(site), Some("test"))
+            .await
+            .unwrap()
+            .1
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+pub type Response = (StatusCode, HeaderMap, String);
+
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Response> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(Full::new(body.into()))?).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec())?,
+    ))
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
+    request(addr, "GET", path, &[], Bytes::new()).await
+}
+
+/// Gzip-posts `json` to the upload endpoint with `key`.
+pub async fn upload(addr: SocketAddr, key: &str, json: &str, extra: &[(&str, &str)]) -> Response {
+    let mut headers = vec![
+        ("x-collector-key", key),
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    headers.extend_from_slice(extra);
+    request(
+        addr,
+        "POST",
+        "/api/collector/upload",
+        &headers,
+        gzip(json.as_bytes()),
+    )
+    .await
+    .unwrap()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// `n` valid sample rows with distinct miner ids `{prefix}-{i}`.
+pub fn rows(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"miner_id":"{prefix}-{i}","online":{},"hashrate_ghs":{}.5,"temperature_max":70,"accepted_shares":{i}}}"#,
+                i % 10 != 0,
+                100_000 + i
+            )
+        })
+        .collect()
+}
+
+pub fn array(rows: &[String]) -> String {
+    format!("[{}]", rows.join(","))
+}

@@ -1,0 +1,88 @@
+//! Exactly-once for retries: Idempotency-Key answers and conflicts.
+
+mod common;
+
+use common::*;
+use hyper::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_gets_the_first_answer_and_writes_nothing() {
+    let srv = TestServer::start("idem").await;
+    let key = srv.key(2).await;
+    let mut batch = rows("i", 20);
+    batch.push(r#"{"miner_id":""}"#.into());
+    let body = array(&batch);
+    let first = upload(srv.addr, &key, &body, &[("idempotency-key", "batch-1")]).await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.2);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let second = upload(srv.addr, &key, &body, &[("idempotency-key", "batch-1")]).await;
+    assert_eq!(second.0, StatusCode::OK);
+    assert_eq!(second.2, first.2, "byte for byte");
+    assert_eq!(srv.count("SELECT count(*) FROM miner_telemetry").await, 20);
+    assert_eq!(srv.count("SELECT count(*) FROM ingest_rejects").await, 1);
+    assert_eq!(srv.count("SELECT count(*) FROM upload_log").await, 1);
+
+    // Another collector key may use the same Idempotency-Key independently.
+    let other = srv.key(3).await;
+    let third = upload(srv.addr, &other, &body, &[("idempotency-key", "batch-1")]).await;
+    assert_eq!(third.0, StatusCode::OK);
+    assert_eq!(srv.count("SELECT count(*) FROM miner_telemetry").await, 40);
+
+    // Same key, different body: conflict, nothing written.
+    let changed = array(&rows("changed", 5));
+    let (status, _, resp) =
+        upload(srv.addr, &key, &changed, &[("idempotency-key", "batch-1")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
+    assert_eq!(json(&resp)["code"], "idempotency_conflict");
+    assert_eq!(srv.count("SELECT count(*) FROM miner_telemetry").await, 40);
+
+    let (status, _, resp) = upload(srv.addr, &key, &body, &[("idempotency-key", "")]).await;
+    assert_eq!(
+        (status, json(&resp)["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key"))
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_uploads_with_concurrent_retries_land_exactly_once() {
+    let srv = TestServer::start("idem50").await;
+    let key = srv.key(4).await;
+    let mut tasks = Vec::new();
+    for u in 0..50 {
+        for _attempt in 0..2 {
+            let (addr, key) = (srv.addr, key.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = array(&rows(&format!("u{u}"), 30));
+                let idem = format!("upload-{u}");
+                (
+                    u,
+                    upload(addr, &key, &body, &[("idempotency-key", &idem)]).await,
+                )
+            }));
+        }
+    }
+    let mut answers: std::collections::HashMap<i32, Vec<String>> = Default::default();
+    for t in tasks {
+        let (u, (status, _, body)) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        answers.entry(u).or_default().push(body);
+    }
+    for (u, bodies) in &answers {
+        assert_eq!(
+            bodies[0], bodies[1],
+            "upload {u}: both attempts get the same answer"
+        );
+    }
+    assert_eq!(
+        srv.count("SELECT count(*) FROM miner_telemetry").await,
+        50 * 30
+    );
+    assert_eq!(
+        srv.count("SELECT count(DISTINCT miner_id) FROM miner_telemetry")
+            .await,
+        50 * 30
+    );
+    assert_eq!(srv.count("SELECT count(*) FROM upload_log").await, 50);
+    srv.stop().await;
+}
