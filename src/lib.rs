@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod db;
 pub mod keys;
+pub mod loadcmd;
 pub mod migrate;
 pub mod serve;
 
@@ -34,28 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysCommand::Revoke { id } => keys::revoke(&client, id).await,
             }
         }
-        Command::Load(args) => {
-            let mut keys: Vec<(i32, String)> = args
-                .keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (args.site_base + i as i32, k.clone()))
-                .collect();
-            if let Some(n) = args.create_sites {
-                let url = std::env::var("DATABASE_URL")
-                    .map_err(|_| anyhow::anyhow!("--create-sites needs DATABASE_URL"))?;
-                let mut client = db::connect(&url).await?;
-                migrate::migrate(&mut client).await?;
-                for i in 0..n as i32 {
-                    let site = args.site_base + keys.len() as i32 + i;
-                    let (_, key) =
-                        adit_ingest::auth::create_key(&client, Some(site), Some("load-test"))
-                            .await?;
-                    keys.push((site, key));
-                }
-            }
-            adit_load::run(args, keys).await
-        }
+        Command::Load(args) => loadcmd::load(args).await,
     }
 }
 

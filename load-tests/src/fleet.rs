@@ -76,6 +76,16 @@ struct Miner {
     uptime_s: i64,
 }
 
+/// One collection round of a site.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// A JSON array with one sample per miner.
+    pub json: Vec<u8>,
+    pub rows: usize,
+    /// Sum of `accepted_shares` over the round: a checksum for --verify.
+    pub accepted_sum: i64,
+}
+
 /// The miners of one site.
 #[derive(Debug)]
 pub struct Fleet {
@@ -170,6 +180,11 @@ impl Fleet {
     /// One collection round: a JSON array with a sample of every miner.
     /// `timestamp` (Unix seconds) is included when given.
     pub fn collect_json(&mut self, timestamp: Option<i64>, interval_s: i64) -> Vec<u8> {
+        self.collect(timestamp, interval_s).json
+    }
+
+    /// One collection round and its checksum.
+    pub fn collect(&mut self, timestamp: Option<i64>, interval_s: i64) -> Round {
         let site_id = self.site_id;
         let rng = &mut self.rng;
         let samples: Vec<SampleJson> = self
@@ -192,7 +207,11 @@ impl Fleet {
                 sample(m, site_id, online, timestamp, rng)
             })
             .collect();
-        serde_json::to_vec(&samples).expect("samples serialize")
+        Round {
+            accepted_sum: samples.iter().map(|s| s.accepted_shares).sum(),
+            rows: samples.len(),
+            json: serde_json::to_vec(&samples).expect("samples serialize"),
+        }
     }
 }
 

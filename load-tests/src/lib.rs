@@ -1,131 +1,56 @@
-//! adit's load generator: simulated edge collectors posting gzip batches to
-//! a running adit, in a closed loop (C uploads in flight at all times), for
-//! a bounded time and/or number of uploads, against loopback by default.
+//! adit's load generator: simulated edge collectors (one collector key per
+//! site, a realistic fleet per site) posting gzip batches to a running adit,
+//! in a closed model (C uploads always in flight) or an open model (a fixed
+//! start rate), bounded by time and/or count, loopback only by default.
 //! Bodies are built and compressed ahead so the generator measures the
-//! server, not itself.
+//! server, not itself. `--verify` then checks through PostgreSQL that
+//! exactly the acknowledged rows arrived.
 
+mod args;
 pub mod fleet;
+pub mod report;
+pub mod runner;
+pub mod verify;
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use clap_args::LoadArgs as Args;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
-pub use clap_args::LoadArgs;
+pub use args::LoadArgs;
+pub use report::Report;
+pub use runner::{Acked, Body, Target};
 
-mod clap_args {
-    use std::time::Duration;
-
-    /// Options of `adit load`.
-    #[derive(Debug, Clone, clap::Args)]
-    pub struct LoadArgs {
-        /// Base URL of the adit to load.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        pub url: String,
-        /// Collector keys to upload with, one simulated site each
-        /// (repeat the flag, or comma-separate in ADIT_LOAD_KEYS).
-        #[arg(
-            long = "key",
-            env = "ADIT_LOAD_KEYS",
-            value_delimiter = ',',
-            hide_env_values = true
-        )]
-        pub keys: Vec<String>,
-        /// Create this many site keys first (needs DATABASE_URL).
-        #[arg(long)]
-        pub create_sites: Option<usize>,
-        /// First site id when creating keys.
-        #[arg(long, default_value_t = 1000)]
-        pub site_base: i32,
-        /// Miners per simulated site = rows per upload.
-        #[arg(long, default_value_t = 1000)]
-        pub rows: usize,
-        /// Uploads in flight at once (closed model).
-        #[arg(long, default_value_t = 8)]
-        pub concurrency: usize,
-        /// Stop after this long.
-        #[arg(long, default_value = "10s")]
-        pub duration: humantime::Duration,
-        /// Stop after this many uploads (0: no limit).
-        #[arg(long, default_value_t = 0)]
-        pub requests: u64,
-        /// Distinct pre-built bodies per site.
-        #[arg(long, default_value_t = 4)]
-        pub bodies_per_site: usize,
-        /// Put a per-row `timestamp` in the samples (else server time).
-        #[arg(long)]
-        pub timestamps: bool,
-        /// Write the final report as JSON to this file.
-        #[arg(long)]
-        pub json_report: Option<std::path::PathBuf>,
-        /// Allow a target that is not a loopback address.
-        #[arg(long)]
-        pub allow_remote: bool,
-        /// Per-upload timeout.
-        #[arg(long, default_value = "30s")]
-        pub timeout: humantime::Duration,
-    }
-
-    impl LoadArgs {
-        pub fn duration(&self) -> Duration {
-            self.duration.into()
-        }
-    }
-}
-
-/// A simulated collector: its key and its ready-made gzip bodies.
-#[derive(Debug)]
-struct Collector {
-    key: String,
-    bodies: Vec<(Bytes, usize)>,
-}
-
-/// What a run measured.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct Report {
-    pub uploads_ok: u64,
-    pub uploads_failed: u64,
-    pub rows_acked: u64,
-    pub seconds: f64,
-    pub rows_per_s: f64,
-    pub uploads_per_s: f64,
-    pub mb_per_s_compressed: f64,
-    pub latency_ms_p50: f64,
-    pub latency_ms_p90: f64,
-    pub latency_ms_p99: f64,
-    pub latency_ms_max: f64,
-    pub status_counts: BTreeMap<String, u64>,
-}
+/// Collection interval of the simulated collectors (seed 002: 60 s).
+const INTERVAL_S: i64 = 60;
 
 /// Refuses targets off this machine unless allowed.
-fn check_target(args: &Args) -> anyhow::Result<hyper::Uri> {
+fn check_target(args: &LoadArgs) -> anyhow::Result<hyper::Uri> {
     let uri: hyper::Uri = args.url.parse().context("--url is not a valid URL")?;
     let host = uri.host().context("--url has no host")?;
     let port = uri.port_u16().unwrap_or(80);
     let loopback = (host.trim_matches(['[', ']']), port)
         .to_socket_addrs()
-        .map(|mut addrs| {
-            addrs.all(|a| {
-                matches!(a.ip(), IpAddr::V4(v4) if v4.is_loopback()) || a.ip().is_loopback()
-            })
-        })
+        .map(|addrs| addrs.into_iter().all(|a| is_loopback(a.ip())))
         .unwrap_or(false);
     if !loopback && !args.allow_remote {
         bail!("{host} is not a loopback address; pass --allow-remote to load it");
     }
-    Ok(uri)
+    let base = args.url.trim_end_matches('/');
+    Ok(format!("{base}/api/collector/upload").parse()?)
 }
 
-fn gzip(data: &[u8]) -> Bytes {
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+pub fn gzip(data: &[u8]) -> Bytes {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(data.len() / 6),
         flate2::Compression::fast(),
@@ -134,158 +59,83 @@ fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().expect("gzip into memory"))
 }
 
-/// Runs the load; `keys` pairs each site id with its collector key.
-pub async fn run_with_keys(args: &Args, keys: Vec<(i32, String)>) -> anyhow::Result<Report> {
-    let base = check_target(args)?;
-    if keys.is_empty() {
-        bail!("no collector keys: pass --key or --create-sites N (with DATABASE_URL)");
-    }
+/// Builds each site's fleet and its gzip bodies.
+pub fn build_targets(args: &LoadArgs, sites: Vec<(i32, String)>) -> Vec<Target> {
     let now = chrono::Utc::now().timestamp();
-    let collectors: Vec<Collector> = keys
+    let rounds = args.bodies_per_site.max(1);
+    sites
         .into_iter()
-        .map(|(site, key)| {
-            let mut fleet = fleet::Fleet::new(site, args.rows, 42);
-            let bodies = (0..args.bodies_per_site.max(1))
+        .map(|(site_id, key)| {
+            let mut fleet = fleet::Fleet::new(site_id, args.rows, 42);
+            let bodies = (0..rounds)
                 .map(|i| {
                     let ts = args
                         .timestamps
-                        .then_some(now - 60 * (args.bodies_per_site - i) as i64);
-                    let json = fleet.collect_json(ts, 60);
-                    (gzip(&json), fleet.len())
+                        .then(|| now - INTERVAL_S * (rounds - i) as i64);
+                    let round = fleet.collect(ts, INTERVAL_S);
+                    Body {
+                        gzip: gzip(&round.json),
+                        raw_len: round.json.len() as u64,
+                        rows: round.rows as u64,
+                        accepted_sum: round.accepted_sum,
+                    }
                 })
                 .collect();
-            Collector { key, bodies }
+            Target {
+                site_id,
+                key,
+                bodies,
+            }
         })
-        .collect();
-    let collectors = Arc::new(collectors);
-    let upload_uri: hyper::Uri = format!(
-        "{}/api/collector/upload",
-        base.to_string().trim_end_matches('/')
-    )
-    .parse()?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.concurrency)
-        .build_http();
+        .collect()
+}
 
-    let started = Instant::now();
-    let deadline = started + args.duration();
-    let next = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new(Mutex::new((Vec::<u32>::new(), Report::default())));
-    let tasks: Vec<_> = (0..args.concurrency.max(1))
-        .map(|_| {
-            let (client, collectors, next, shared, uri) = (
-                client.clone(),
-                collectors.clone(),
-                next.clone(),
-                shared.clone(),
-                upload_uri.clone(),
-            );
-            let (limit, timeout) = (args.requests, Duration::from(args.timeout));
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut local = Report::default();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if (limit > 0 && n >= limit) || Instant::now() >= deadline {
-                        break;
-                    }
-                    let c = &collectors[n as usize % collectors.len()];
-                    let (body, rows) = &c.bodies[(n as usize / collectors.len()) % c.bodies.len()];
-                    let req = hyper::Request::post(uri.clone())
-                        .header("x-collector-key", &c.key)
-                        .header("content-type", "application/json")
-                        .header("content-encoding", "gzip")
-                        .body(Full::new(body.clone()))
-                        .expect("request builds");
-                    let t0 = Instant::now();
-                    let status = match tokio::time::timeout(timeout, async {
-                        let resp = client.request(req).await?;
-                        let status = resp.status();
-                        resp.into_body().collect().await?;
-                        Ok::<_, anyhow::Error>(status)
-                    })
-                    .await
-                    {
-                        Ok(Ok(s)) => s.as_u16().to_string(),
-                        Ok(Err(_)) => "connection_error".to_string(),
-                        Err(_) => "timeout".to_string(),
-                    };
-                    latencies.push(t0.elapsed().as_micros() as u32);
-                    if status == "200" {
-                        local.uploads_ok += 1;
-                        local.rows_acked += *rows as u64;
-                        local.mb_per_s_compressed += body.len() as f64;
-                    } else {
-                        local.uploads_failed += 1;
-                        if status == "connection_error" {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                    *local.status_counts.entry(status).or_default() += 1;
-                }
-                let mut s = shared.lock().expect("report lock");
-                s.0.extend(latencies);
-                s.1.uploads_ok += local.uploads_ok;
-                s.1.uploads_failed += local.uploads_failed;
-                s.1.rows_acked += local.rows_acked;
-                s.1.mb_per_s_compressed += local.mb_per_s_compressed;
-                for (k, v) in local.status_counts {
-                    *s.1.status_counts.entry(k).or_default() += v;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await?;
+/// Runs the load against `sites` (site id, collector key); with `verify`
+/// set, checks the database afterwards. The report's `verified` says how
+/// that went.
+pub async fn run_load(args: &LoadArgs, sites: Vec<(i32, String)>) -> anyhow::Result<Report> {
+    let uri = check_target(args)?;
+    if sites.is_empty() {
+        bail!("no collector keys: pass --key or --create-sites N (with DATABASE_URL)");
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let (mut latencies, mut report) = Arc::try_unwrap(shared)
-        .expect("tasks done")
-        .into_inner()
-        .expect("lock");
-    latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
+    let site_ids: Vec<i32> = sites.iter().map(|(s, _)| *s).collect();
+    let db = match args.verify {
+        true => {
+            let url = args
+                .database_url
+                .as_deref()
+                .context("--verify needs DATABASE_URL")?;
+            Some(verify::connect(url).await?)
         }
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i] as f64 / 1000.0
+        false => None,
     };
-    report.seconds = seconds;
-    report.rows_per_s = report.rows_acked as f64 / seconds;
-    report.uploads_per_s = report.uploads_ok as f64 / seconds;
-    report.mb_per_s_compressed /= seconds * 1e6;
-    report.latency_ms_p50 = pct(0.50);
-    report.latency_ms_p90 = pct(0.90);
-    report.latency_ms_p99 = pct(0.99);
-    report.latency_ms_max = pct(1.0);
+    let before = match &db {
+        Some(db) => verify::snapshot(db, &site_ids).await?,
+        None => Default::default(),
+    };
+    let targets = build_targets(args, sites);
+    let (mut report, acked) = runner::run(args, uri, targets).await;
+    if let Some(db) = &db {
+        let after = verify::snapshot(db, &site_ids).await?;
+        report.verified = Some(verify::compare(&site_ids, &before, &after, &acked));
+    }
     Ok(report)
 }
 
-impl Report {
-    pub fn print(&self) {
-        println!(
-            "uploads ok {} failed {} | rows acked {} in {:.1}s | {:.0} rows/s, {:.1} uploads/s, {:.2} MB/s gzip",
-            self.uploads_ok, self.uploads_failed, self.rows_acked, self.seconds, self.rows_per_s,
-            self.uploads_per_s, self.mb_per_s_compressed
-        );
-        println!(
-            "latency ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1} | status {:?}",
-            self.latency_ms_p50,
-            self.latency_ms_p90,
-            self.latency_ms_p99,
-            self.latency_ms_max,
-            self.status_counts
-        );
-    }
-}
-
-/// Runs `adit load` with keys already resolved, prints and saves the report.
-pub async fn run(args: Args, keys: Vec<(i32, String)>) -> anyhow::Result<()> {
-    let report = run_with_keys(&args, keys).await?;
+/// `adit load`: runs, prints, saves the JSON report; fails when nothing
+/// succeeded or verification found a difference.
+pub async fn run(args: LoadArgs, sites: Vec<(i32, String)>) -> anyhow::Result<()> {
+    let report = run_load(&args, sites).await?;
     report.print();
     if let Some(path) = &args.json_report {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if report.verified == Some(false) {
+        bail!("verification failed: PostgreSQL does not hold exactly the acknowledged rows");
+    }
+    if report.verified == Some(true) {
+        println!("  verified: PostgreSQL holds exactly the acknowledged rows");
     }
     if report.uploads_ok == 0 {
         bail!("no upload succeeded");
