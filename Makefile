@@ -38,8 +38,8 @@ test: setup pg-start
 run: setup build pg-start
 	@scripts/run.sh
 
-bench:
-	@echo "make bench: not built yet (issue 3)"; exit 1
+bench: setup
+	@scripts/bench.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -39,6 +39,10 @@ pub enum Command {
     },
     /// Load-test a running adit with simulated edge collectors.
     Load(adit_load::LoadArgs),
+    /// Benchmarking: write simulated rows as a binary COPY file and print
+    /// the column list (used by `make bench` for the raw psql baseline).
+    #[command(hide = true)]
+    CopyFile(crate::benchcmd::CopyFileArgs),
 }
 
 #[derive(Debug, Args)]

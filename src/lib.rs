@@ -2,6 +2,7 @@
 //! commands. The pipeline itself lives in the crates it wires together:
 //! `ingest/` (front door) → `writer/` (PostgreSQL) → `rollup/`.
 
+pub mod benchcmd;
 pub mod cli;
 pub mod db;
 pub mod keys;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Load(args) => loadcmd::load(args).await,
+        Command::CopyFile(args) => benchcmd::copy_file(args),
     }
 }
 

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# make bench: adit against its limits, all in one run on one machine (SPEC §5).
+#   (a) raw limit: psql \copy (FORMAT binary) of the same rows into the same
+#       table, 1 and 2 parallel streams, best taken
+#   (b) adit end to end at max throughput (closed model) + ratio to (a)
+#   (c) front door alone (writer in discard mode)
+#   (d) p50/p99 at half of (b)'s rate (open model)
+#   (e) peak RSS of adit
+#   (f) criterion figures
+# Prints one table and writes target/bench/latest.json.
+# Knobs (environment): BENCH_RAW_ROWS, BENCH_SECONDS, BENCH_CONCURRENCY,
+# BENCH_SITES, BENCH_ROWS_PER_UPLOAD, BENCH_SKIP_CRITERION=1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+
+RAW_ROWS=${BENCH_RAW_ROWS:-500000}
+SECONDS_RUN=${BENCH_SECONDS:-20}
+CONCURRENCY=${BENCH_CONCURRENCY:-16}
+SITES=${BENCH_SITES:-8}
+ROWS_PER_UPLOAD=${BENCH_ROWS_PER_UPLOAD:-1000}
+PORT=${BENCH_PORT:-18080}
+out=target/bench
+mkdir -p "$out"
+adit=$root/target/release/adit
+
+export PGOPTIONS='-c client_min_messages=warning'
+say() { printf '\n== %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+
+say "building (release)"
+cargo build --release --quiet
+
+scripts/pg.sh start >&2
+admin_url=$(scripts/pg.sh url)
+base=${admin_url%/*}
+psql_q() { psql "$1" -qAtX -v ON_ERROR_STOP=1 -c "$2"; }
+fresh_db() {
+    psql_q "$admin_url" "DROP DATABASE IF EXISTS $1" >/dev/null
+    psql_q "$admin_url" "CREATE DATABASE $1" >/dev/null
+    DATABASE_URL=$base/$1 "$adit" migrate 2>/dev/null
+    echo "$base/$1"
+}
+
+server_pid=
+stop_server() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+    fi
+    server_pid=
+}
+trap stop_server EXIT
+start_server() { # url, extra args...
+    local url=$1; shift
+    DATABASE_URL=$url RUST_LOG=warn "$adit" serve --listen "127.0.0.1:$PORT" "$@" 2>>"$out/serve.log" &
+    server_pid=$!
+    for _ in $(seq 100); do
+        curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "adit did not start; see $out/serve.log" >&2; exit 1
+}
+peak_rss_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"; }
+
+# ---- (a) raw psql binary COPY -------------------------------------------
+say "(a) raw psql binary COPY of $RAW_ROWS rows, 1 and 2 streams"
+raw_url=$(fresh_db adit_bench_raw)
+cols=$("$adit" copy-file --rows "$RAW_ROWS" --out "$out/raw.copy" 2>/dev/null)
+"$adit" copy-file --rows "$RAW_ROWS" --parts 2 --out "$out/raw.copy" >/dev/null 2>&1
+part=$(psql_q "$raw_url" "SELECT adit_ensure_day_partition('miner_telemetry', (now() AT TIME ZONE 'UTC')::date)")
+copy_into() { psql "$raw_url" -qX -v ON_ERROR_STOP=1 -c "\\copy $part ($cols) FROM '$1' WITH (FORMAT binary)"; }
+raw_1=0; raw_2=0
+for run in 1 2; do
+    psql_q "$raw_url" "TRUNCATE $part; CHECKPOINT" >/dev/null
+    t0=$(now); copy_into "$out/raw.copy"; t1=$(now)
+    r1=$(python3 -c "print(round($RAW_ROWS / ($t1 - $t0)))")
+    psql_q "$raw_url" "TRUNCATE $part; CHECKPOINT" >/dev/null
+    t0=$(now); copy_into "$out/raw.copy.0" & p0=$!; copy_into "$out/raw.copy.1" & p1=$!
+    wait $p0 $p1; t1=$(now)
+    r2=$(python3 -c "print(round($RAW_ROWS / ($t1 - $t0)))")
+    echo "  run $run: 1 stream $r1 rows/s, 2 streams $r2 rows/s" >&2
+    raw_1=$(( r1 > raw_1 ? r1 : raw_1 )); raw_2=$(( r2 > raw_2 ? r2 : raw_2 ))
+done
+rm -f "$out"/raw.copy*
+psql_q "$admin_url" "DROP DATABASE adit_bench_raw" >/dev/null
+
+load() { # url, json report, extra args...
+    local url=$1 report=$2; shift 2
+    DATABASE_URL=$url "$adit" load --url "http://127.0.0.1:$PORT" --rows "$ROWS_PER_UPLOAD" \
+        --quiet --json-report "$report" "$@" >&2
+}
+
+# ---- (b) end to end, (e) RSS --------------------------------------------
+say "(b) adit end to end, closed model, $CONCURRENCY uploads in flight, ${SECONDS_RUN}s"
+e2e_url=$(fresh_db adit_bench_e2e)
+start_server "$e2e_url"
+load "$e2e_url" "$out/warmup.json" --create-sites "$SITES" --concurrency "$CONCURRENCY" --duration 3s
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$server_pid/stat")
+load "$e2e_url" "$out/e2e.json" --create-sites "$SITES" --concurrency "$CONCURRENCY" \
+    --duration "${SECONDS_RUN}s" --verify
+cpu_ticks=$(( $(awk '{ print $14 + $15 }' "/proc/$server_pid/stat") - cpu0 ))
+
+# ---- (d) latency at half the maximum rate -------------------------------
+half_rate=$(python3 -c "import json; print(round(json.load(open('$out/e2e.json'))['uploads_per_s'] / 2, 2))")
+say "(d) open model at $half_rate uploads/s (half of max), ${SECONDS_RUN}s"
+load "$e2e_url" "$out/half.json" --create-sites "$SITES" --rate "$half_rate" \
+    --duration "${SECONDS_RUN}s" --verify
+rss=$(peak_rss_mib)
+stop_server
+psql_q "$admin_url" "DROP DATABASE adit_bench_e2e" >/dev/null
+
+# ---- (c) front door alone -----------------------------------------------
+say "(c) front door alone (writer discards), ${SECONDS_RUN}s"
+fd_url=$(fresh_db adit_bench_fd)
+start_server "$fd_url" --discard
+load "$fd_url" "$out/frontdoor.json" --create-sites "$SITES" --concurrency "$CONCURRENCY" \
+    --duration "${SECONDS_RUN}s"
+stop_server
+psql_q "$admin_url" "DROP DATABASE adit_bench_fd" >/dev/null
+
+# ---- (f) criterion --------------------------------------------------------
+if [ "${BENCH_SKIP_CRITERION:-0}" != 1 ]; then
+    say "(f) criterion (short runs)"
+    cargo bench -p adit-benches --quiet -- --warm-up-time 1 --measurement-time 3 >&2
+    python3 benches/summarize.py > "$out/criterion.json"
+else
+    echo '{}' > "$out/criterion.json"
+fi
+
+# ---- table and JSON -------------------------------------------------------
+RAW_1=$raw_1 RAW_2=$raw_2 RSS=$rss CPU_TICKS=$cpu_ticks OUT=$out python3 - <<'EOF'
+import json, os, datetime, platform
+out = os.environ["OUT"]
+ld = lambda n: json.load(open(f"{out}/{n}.json"))
+e2e, half, fd, crit = ld("e2e"), ld("half"), ld("frontdoor"), ld("criterion")
+raw1, raw2 = int(os.environ["RAW_1"]), int(os.environ["RAW_2"])
+raw = max(raw1, raw2)
+cpu = open("/proc/cpuinfo").read()
+model = next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith("model name")), platform.processor())
+parquet = next((v.get("rows_per_s") for k, v in crit.items() if k.startswith("parquet")), None)
+latest = {
+    "raw_copy_rows_per_s": raw,
+    "raw_copy_rows_per_s_1_stream": raw1,
+    "raw_copy_rows_per_s_2_streams": raw2,
+    "e2e_rows_per_s": round(e2e["rows_per_s"]),
+    "e2e_ratio": round(e2e["rows_per_s"] / raw, 3),
+    "e2e_p50_ms": e2e["latency_ms_p50"],
+    "e2e_p99_ms": e2e["latency_ms_p99"],
+    "e2e_verified": e2e.get("verified"),
+    "adit_cpu_s_per_million_rows": round(int(os.environ["CPU_TICKS"]) / 100 / max(e2e["rows_acked"], 1) * 1e6, 2),
+    "front_door_rows_per_s": round(fd["rows_per_s"]),
+    "half_max_rate_uploads_per_s": half["uploads_per_s"],
+    "p50_ms_at_half_max": half["latency_ms_p50"],
+    "p99_ms_at_half_max": half["latency_ms_p99"],
+    "peak_rss_mib": float(os.environ["RSS"]),
+    "parquet_rows_per_s_per_core": parquet,
+    "criterion": crit,
+    "machine": {"cores": os.cpu_count(), "cpu_model": model},
+    "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+}
+json.dump(latest, open(f"{out}/latest.json", "w"), indent=2)
+def fmt(v):
+    if v is None:
+        return "n/a (not built)"
+    if isinstance(v, (int, float)):
+        return f"{v:,.0f}" if v >= 100 else f"{v:.2f}" if v < 10 else f"{v:.1f}"
+    return str(v)
+rows = [
+    ("raw psql binary COPY, best (rows/s)", raw, "1 stream %s, 2 streams %s" % (f"{raw1:,}", f"{raw2:,}")),
+    ("adit end to end (rows/s)", latest["e2e_rows_per_s"], "verified" if e2e.get("verified") else "NOT VERIFIED"),
+    ("e2e ratio to raw COPY", latest["e2e_ratio"], "target >= 0.8"),
+    ("front door alone (rows/s)", latest["front_door_rows_per_s"], "target >= 250,000"),
+    ("p50 ms at half max", latest["p50_ms_at_half_max"], f"at {half['uploads_per_s']:.1f} uploads/s"),
+    ("p99 ms at half max", latest["p99_ms_at_half_max"], "target <= 200"),
+    ("peak RSS MiB", latest["peak_rss_mib"], "target <= 1024"),
+    ("adit CPU s per million rows (e2e)", latest["adit_cpu_s_per_million_rows"], "user+sys"),
+    ("Parquet rows/s per core", parquet, ""),
+]
+for k, v in sorted(crit.items()):
+    if "rows_per_s" in v:
+        rows.append((f"criterion {k} (rows/s)", round(v["rows_per_s"]), ""))
+print(f"\nadit bench — {latest['timestamp']} — {os.cpu_count()} cores, {model}")
+print(f"{'measure':<44} {'value':>16}  note")
+for name, v, note in rows:
+    print(f"{name:<44} {fmt(v):>16}  {note}")
+print(f"\nwritten to {out}/latest.json")
+EOF
