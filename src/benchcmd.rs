@@ -46,7 +46,8 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
             _ => PathBuf::from(format!("{}.{part}", args.out.display())),
         };
         let mut file = std::io::BufWriter::new(
-            std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         );
         let mut buf = BytesMut::with_capacity(4 << 20);
         copy::begin(&mut buf);
@@ -55,7 +56,11 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
             let mut fleet = Fleet::new(site, args.miners, 42);
             let json = fleet.collect_json(None, 60);
             let parsed = parse_batch(&json, &rules, now)?;
-            for s in parsed.samples.iter().take((per_part - rows).min(args.rows - written)) {
+            for s in parsed
+                .samples
+                .iter()
+                .take((per_part - rows).min(args.rows - written))
+            {
                 copy::encode_sample(&mut buf, site, s);
                 rows += 1;
                 written += 1;
