@@ -39,6 +39,14 @@ pub enum Command {
     },
     /// Load-test a running adit with simulated edge collectors.
     Load(adit_load::LoadArgs),
+    /// Rollups: `adit rollup run [--from T --to T]` computes the hourly and
+    /// daily aggregates now (a backfill when a range is given).
+    Rollup {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: RollupCommand,
+    },
     /// Benchmarking: write simulated rows as a binary COPY file and print
     /// the column list (used by `make bench` for the raw psql baseline).
     #[command(hide = true)]
@@ -71,6 +79,53 @@ pub enum KeysCommand {
     List,
     /// Revoke a key by id; servers refuse it within the key cache TTL.
     Revoke { id: i32 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RollupCommand {
+    /// Roll up every dirty closed hour; with --from/--to, first mark every
+    /// hour with raw rows in [from, to) dirty (backfill).
+    Run {
+        /// Start of the backfill range (RFC 3339).
+        #[arg(long, requires = "to")]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the backfill range (RFC 3339); hours ending after it wait.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        rollup: RollupArgs,
+    },
+}
+
+/// Rollup and retention settings (shared by `serve` and `rollup run`).
+#[derive(Debug, Clone, Args)]
+pub struct RollupArgs {
+    /// How long after an hour ends before it is rolled up.
+    #[arg(long, env = "ADIT_ROLLUP_GRACE", default_value = "2min")]
+    pub rollup_grace: humantime::Duration,
+    /// The collectors' collection interval (for uptime_pct).
+    #[arg(long, env = "ADIT_COLLECTION_INTERVAL", default_value = "60s")]
+    pub collection_interval: humantime::Duration,
+    /// Days of raw telemetry kept (whole daily partitions are dropped).
+    #[arg(long, env = "ADIT_RETENTION_TELEMETRY_DAYS", default_value_t = 90)]
+    pub retention_telemetry_days: i32,
+    /// Days of upload log kept.
+    #[arg(long, env = "ADIT_RETENTION_UPLOAD_LOG_DAYS", default_value_t = 7)]
+    pub retention_upload_log_days: i32,
+}
+
+impl RollupArgs {
+    pub fn into_config(self) -> adit_rollup::RollupConfig {
+        adit_rollup::RollupConfig {
+            grace: self.rollup_grace.into(),
+            collection_interval: self.collection_interval.into(),
+            retention_days: vec![
+                ("miner_telemetry", self.retention_telemetry_days),
+                ("upload_log", self.retention_upload_log_days),
+            ],
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +172,12 @@ pub struct ServeArgs {
     /// How long a key lookup is cached (revocations take effect within it).
     #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value = "2s")]
     pub key_cache_ttl: humantime::Duration,
+    /// How often the rollup worker looks for closed hours (0s: never;
+    /// another process or `adit rollup run` does it).
+    #[arg(long, env = "ADIT_ROLLUP_INTERVAL", default_value = "60s")]
+    pub rollup_interval: humantime::Duration,
+    #[command(flatten)]
+    pub rollup: RollupArgs,
     /// Benchmarking only: acknowledge uploads without writing them.
     #[arg(long, env = "ADIT_DISCARD", hide = true)]
     pub discard: bool,
@@ -139,6 +200,8 @@ impl ServeArgs {
         c.rules.lateness = self.lateness.into();
         c.rules.max_future = self.max_future.into();
         c.key_cache_ttl = self.key_cache_ttl.into();
+        c.rollup = self.rollup.into_config();
+        c.rollup.interval = self.rollup_interval.into();
         c
     }
 }

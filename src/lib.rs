@@ -10,7 +10,7 @@ pub mod loadcmd;
 pub mod migrate;
 pub mod serve;
 
-use cli::{Cli, Command, KeysCommand};
+use cli::{Cli, Command, KeysCommand, RollupCommand};
 
 /// Runs one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -38,6 +38,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Load(args) => loadcmd::load(args).await,
         Command::CopyFile(args) => benchcmd::copy_file(args),
+        Command::Rollup {
+            db,
+            command: RollupCommand::Run { from, to, rollup },
+        } => {
+            let mut client = db::connect(&db.database_url).await?;
+            migrate::migrate(&mut client).await?;
+            let cfg = rollup.into_config();
+            let now = chrono::Utc::now();
+            let cutoff = match (from, to) {
+                (Some(from), Some(to)) => {
+                    let marked = adit_rollup::schedule::mark_range(&client, from, to).await?;
+                    eprintln!("Marked {marked} hour(s) for recomputation.");
+                    to.min(now)
+                }
+                _ => now - chrono::Duration::from_std(cfg.grace)?,
+            };
+            let stats = adit_rollup::schedule::run_once(&mut client, &cfg, cutoff, now).await?;
+            eprintln!(
+                "Rolled up {} hour(s) and {} day(s); lag now {}s.",
+                stats.hours,
+                stats.days,
+                stats.lag.as_secs()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -9,8 +9,13 @@ use tokio_postgres::Client;
 use tracing::info;
 
 /// Every migration, in order. New files are appended here.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../migrations/0001_init.sql")),
+    (
+        "0002_rollups",
+        include_str!("../migrations/0002_rollups.sql"),
+    ),
+];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6164_6974;

@@ -30,6 +30,7 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub rules: Rules,
     pub key_cache_ttl: Duration,
+    pub rollup: adit_rollup::RollupConfig,
 }
 
 /// Daily partitions kept ready around today.
@@ -50,6 +51,7 @@ impl ServeConfig {
             limits: Limits::default(),
             rules: Rules::default(),
             key_cache_ttl: Duration::from_secs(2),
+            rollup: adit_rollup::RollupConfig::default(),
         }
     }
 
@@ -88,6 +90,8 @@ pub async fn run(
         warn!(archive_url = %url, "The Parquet archive is not built yet; rows go to PostgreSQL only.");
     }
     let maintenance = tokio::spawn(maintain(client));
+    let rollups = (!config.rollup.interval.is_zero())
+        .then(|| tokio::spawn(roll_up(config.database_url.clone(), config.rollup.clone())));
 
     let pool = db::pool(&config.database_url, 16)?;
     let writer = Writer::spawn(config.writer.clone());
@@ -109,6 +113,9 @@ pub async fn run(
     info!("Draining the writer.");
     writer.shutdown().await;
     maintenance.abort();
+    if let Some(r) = rollups {
+        r.abort();
+    }
     info!("adit stopped.");
     Ok(())
 }
@@ -138,6 +145,45 @@ async fn maintain(client: tokio_postgres::Client) {
         }
     }
 }
+
+/// The rollup worker and retention, on a schedule, on their own connection
+/// (reopened after failures).
+async fn roll_up(url: String, cfg: adit_rollup::RollupConfig) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut last_retention: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(cfg.interval).await;
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = db::connect(&url)
+                .await
+                .map_err(|e| warn!(error = %e, "Rollup cannot connect."))
+                .ok();
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let now = chrono::Utc::now();
+        let cutoff = now - chrono::Duration::from_std(cfg.grace).unwrap_or_default();
+        match adit_rollup::schedule::run_once(c, &cfg, cutoff, now).await {
+            Ok(stats) if stats.lag > cfg.interval * 2 => {
+                warn!(lag_s = stats.lag.as_secs(), "Rollups are lagging.")
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "Rollup run failed; will retry."),
+        }
+        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL) {
+            last_retention = Some(std::time::Instant::now());
+            for (table, days) in &cfg.retention_days {
+                if let Err(e) =
+                    adit_rollup::retention::drop_expired(c, table, *days, now.date_naive()).await
+                {
+                    warn!(table, error = %e, "Retention failed; will retry.");
+                }
+            }
+        }
+    }
+}
+
+/// How often retention looks for expired partitions.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Completes on ctrl-c or SIGTERM.
 pub async fn shutdown_signal() {

@@ -1,4 +1,62 @@
-//! adit's rollup stage (not built yet): hourly and daily aggregates from
-//! `miner_telemetry`, partition lifecycle and retention. Until it lands,
-//! `adit serve` keeps daily partitions ready ahead of time itself
-//! (`adit_writer::partition::ensure_ahead`) and nothing is dropped.
+//! adit's rollup stage.
+//!
+//! Data comes from `miner_telemetry` (written by `writer/`) and the hours
+//! the writer marked dirty in `rollup_dirty_hours`; it goes to
+//! `miner_telemetry_hourly`, `site_telemetry_hourly` and
+//! `miner_telemetry_daily`, which dashboards read instead of raw rows.
+//! [`schedule`] claims dirty hours (advisory locks, so several workers in
+//! several processes share the backlog without double-counting), recomputes
+//! them ([`aggregate`]) and their days. [`retention`] drops whole daily
+//! partitions past their age.
+
+pub mod aggregate;
+pub mod retention;
+pub mod schedule;
+
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("partition {name} does not follow the <table>_pYYYYMMDD naming")]
+    PartitionName { name: String },
+}
+
+/// Rollup and retention settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupConfig {
+    /// How often `adit serve` looks for work.
+    pub interval: Duration,
+    /// How long after an hour ends before it is rolled up (late uploads of
+    /// the last minute arrive; clock skew between processes).
+    pub grace: Duration,
+    /// The collectors' collection interval, for `uptime_pct`.
+    pub collection_interval: Duration,
+    /// How far back the first counter reading of an hour looks for the
+    /// reading it pairs with.
+    pub counter_lookback: Duration,
+    /// Daily partitions kept per table, by table name.
+    pub retention_days: Vec<(&'static str, i32)>,
+}
+
+impl Default for RollupConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            grace: Duration::from_secs(120),
+            collection_interval: Duration::from_secs(60),
+            counter_lookback: Duration::from_secs(8 * 86_400),
+            retention_days: vec![("miner_telemetry", 90), ("upload_log", 7)],
+        }
+    }
+}
+
+impl RollupConfig {
+    /// Samples a miner sends per hour at the collection interval.
+    pub fn expected_samples_per_hour(&self) -> f64 {
+        3600.0 / self.collection_interval.as_secs_f64().max(1.0)
+    }
+}

@@ -11,6 +11,7 @@ use futures_util::SinkExt;
 use tokio_postgres::Client;
 
 use crate::copy::{self, RejectOrigin, REJECT_COLUMNS, TELEMETRY_COLUMNS};
+use crate::dirty::{self, DirtyMarks};
 use crate::partition::{DayPartition, PartitionCache, Partitioned};
 use crate::{Error, Result, Upload};
 
@@ -53,6 +54,7 @@ impl From<tokio_postgres::Error> for FlushFailure {
 pub async fn flush(
     client: &mut Client,
     partitions: &mut PartitionCache,
+    marks: &mut DirtyMarks,
     uploads: &[&Upload],
     acks: &[String],
     now: DateTime<Utc>,
@@ -84,10 +86,13 @@ pub async fn flush(
     copy_samples(&tx, &kept).await?;
     copy_rejects(&tx, &kept).await?;
     log_uploads(&tx, &kept, now).await?;
+    let new_marks = marks.wanted(&kept);
+    dirty::write(&tx, &new_marks).await?;
     tx.commit().await.map_err(|e| FlushFailure {
         error: e.into(),
         at_commit: true,
     })?;
+    marks.committed(&new_marks, now.timestamp_micros());
 
     Ok(acks
         .iter()

@@ -11,6 +11,7 @@
 
 pub mod batcher;
 pub mod copy;
+pub mod dirty;
 pub mod flush;
 pub mod partition;
 pub mod retry;

@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls};
 use tracing::{debug, error, info, warn};
 
 use crate::batcher::{Batch, Pending};
+use crate::dirty::DirtyMarks;
 use crate::flush::{self, FlushFailure, Outcome};
 use crate::partition::PartitionCache;
 use crate::{retry, Ack, Error, Result, Shared, Upload};
@@ -24,7 +25,7 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
         url: shared.config.database_url.clone(),
         client: None,
     };
-    let mut partitions = PartitionCache::default();
+    let mut tables = Tables::default();
     let mut batch = Batch::default();
     let limits = shared.config.batch;
     loop {
@@ -53,7 +54,7 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
         let rows = batch.rows();
         let pending = batch.take();
         let started = Instant::now();
-        write_and_answer(&shared, &mut conn, &mut partitions, pending).await;
+        write_and_answer(&shared, &mut conn, &mut tables, pending).await;
         debug!(
             worker = id,
             rows,
@@ -67,7 +68,7 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
 async fn write_and_answer(
     shared: &Shared,
     conn: &mut Connection,
-    partitions: &mut PartitionCache,
+    tables: &mut Tables,
     mut pending: Vec<Pending>,
 ) {
     for p in &mut pending {
@@ -84,7 +85,7 @@ async fn write_and_answer(
         acks.into_iter().map(|a| Ok(Ack::Committed(a))).collect()
     } else {
         let now = Utc::now();
-        match write_with_retry(shared, conn, partitions, &uploads, &acks, now).await {
+        match write_with_retry(shared, conn, tables, &uploads, &acks, now).await {
             Ok(outcomes) => outcomes.into_iter().map(|o| Ok(o.into())).collect(),
             Err(e) if uploads.len() > 1 && matches!(e, Error::Refused { .. }) => {
                 // One upload may poison a batch; write each alone so only the
@@ -95,7 +96,7 @@ async fn write_and_answer(
                     let one = write_with_retry(
                         shared,
                         conn,
-                        partitions,
+                        tables,
                         &[*u],
                         std::slice::from_ref(ack),
                         now,
@@ -155,7 +156,7 @@ fn clone_failure(e: &Arc<Error>) -> Error {
 async fn write_with_retry(
     shared: &Shared,
     conn: &mut Connection,
-    partitions: &mut PartitionCache,
+    tables: &mut Tables,
     uploads: &[&Upload],
     acks: &[String],
     now: DateTime<Utc>,
@@ -173,7 +174,15 @@ async fn write_with_retry(
                 );
                 return Ok(committed_outcomes(uploads, acks));
             }
-            flush::flush(client, partitions, uploads, acks, now).await
+            flush::flush(
+                client,
+                &mut tables.partitions,
+                &mut tables.marks,
+                uploads,
+                acks,
+                now,
+            )
+            .await
         }
         .await;
         let FlushFailure { error, at_commit } = match result {
@@ -196,7 +205,7 @@ async fn write_with_retry(
         }
         shared.stats.database_up.store(false, Ordering::Relaxed);
         conn.client = None;
-        partitions.clear();
+        tables.partitions.clear();
         if Instant::now() >= deadline || shared.closing.load(Ordering::SeqCst) && attempt > 3 {
             error!(error = %error, uploads = uploads.len(), "Database unavailable; giving up on a batch.");
             let Error::Database(source) = error else {
@@ -224,6 +233,13 @@ fn committed_outcomes(uploads: &[&Upload], acks: &[String]) -> Vec<Outcome> {
             None => Outcome::Committed(a.clone()),
         })
         .collect()
+}
+
+/// What a worker remembers about the tables it writes.
+#[derive(Debug, Default)]
+struct Tables {
+    partitions: PartitionCache,
+    marks: DirtyMarks,
 }
 
 /// A lazily (re)opened connection.
