@@ -61,7 +61,7 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
                 .iter()
                 .take((per_part - rows).min(args.rows - written))
             {
-                copy::encode_sample(&mut buf, site, s);
+                copy::encode_sample(&mut buf, site, None, s);
                 rows += 1;
                 written += 1;
             }
@@ -74,6 +74,6 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
         file.flush()?;
         eprintln!("Wrote {rows} rows to {}.", path.display());
     }
-    println!("{}", copy::TELEMETRY_COLUMNS);
+    println!("{}", copy::COPY_COLUMNS);
     Ok(())
 }

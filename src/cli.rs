@@ -39,6 +39,16 @@ pub enum Command {
     },
     /// Load-test a running adit with simulated edge collectors.
     Load(adit_load::LoadArgs),
+    /// The Parquet archive: verify it against PostgreSQL, list, compact.
+    Archive {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The archive (file:///path or s3://bucket/prefix).
+        #[arg(long, env = "ADIT_ARCHIVE_URL")]
+        archive_url: String,
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Rollups: `adit rollup run [--from T --to T]` computes the hourly and
     /// daily aggregates now (a backfill when a range is given).
     Rollup {
@@ -79,6 +89,36 @@ pub enum KeysCommand {
     List,
     /// Revoke a key by id; servers refuse it within the key cache TTL.
     Revoke { id: i32 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Compare PostgreSQL, the manifest and the files per window (site,
+    /// day): row counts and a checksum of key columns. Exits non-zero on
+    /// any difference.
+    Verify(WindowScope),
+    /// List the live files per window.
+    Ls(WindowScope),
+    /// Rewrite one window's files as few large sorted files now.
+    Compact {
+        #[arg(long)]
+        site: i32,
+        #[arg(long)]
+        date: chrono::NaiveDate,
+    },
+}
+
+/// Which archive windows to look at.
+#[derive(Debug, Clone, Args)]
+pub struct WindowScope {
+    #[arg(long)]
+    pub site: Option<i32>,
+    /// First day (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last day (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub to: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,9 +176,16 @@ pub struct ServeArgs {
     #[arg(long, env = "ADIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Where the Parquet archive goes: file:///path or s3://bucket/prefix
-    /// (the archive stage is not built yet; the value is checked and logged).
+    /// (S3 credentials, region and endpoint from the AWS_* variables). No
+    /// archive when unset.
     #[arg(long, env = "ADIT_ARCHIVE_URL")]
     pub archive_url: Option<String>,
+    /// A committed row reaches a Parquet file at the latest this long after.
+    #[arg(long, env = "ADIT_ARCHIVE_FLUSH_INTERVAL", default_value = "5min")]
+    pub archive_flush_interval: humantime::Duration,
+    /// Archive windows (site, day) are compacted this long after their day ends.
+    #[arg(long, env = "ADIT_ARCHIVE_COMPACT_AFTER", default_value = "7days 1h")]
+    pub archive_compact_after: humantime::Duration,
     /// Do not apply migrations at start.
     #[arg(long, env = "ADIT_NO_MIGRATE")]
     pub no_migrate: bool,
@@ -188,6 +235,8 @@ impl ServeArgs {
         let mut c = ServeConfig::new(self.db.database_url);
         c.listen = self.listen;
         c.archive_url = self.archive_url;
+        c.archive_flush_interval = self.archive_flush_interval.into();
+        c.archive_compact_after = self.archive_compact_after.into();
         c.migrate = !self.no_migrate;
         c.writer.workers = self.writers;
         c.writer.queue_capacity = self.queue_capacity;

@@ -2,6 +2,7 @@
 //! commands. The pipeline itself lives in the crates it wires together:
 //! `ingest/` (front door) → `writer/` (PostgreSQL) → `rollup/`.
 
+pub mod archivecmd;
 pub mod benchcmd;
 pub mod cli;
 pub mod db;
@@ -38,6 +39,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Load(args) => loadcmd::load(args).await,
         Command::CopyFile(args) => benchcmd::copy_file(args),
+        Command::Archive {
+            db,
+            archive_url,
+            command,
+        } => {
+            let mut client = db::connect(&db.database_url).await?;
+            migrate::migrate(&mut client).await?;
+            archivecmd::run(&mut client, &db.database_url, &archive_url, command).await
+        }
         Command::Rollup {
             db,
             command: RollupCommand::Run { from, to, rollup },

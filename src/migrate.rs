@@ -15,6 +15,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_rollups",
         include_str!("../migrations/0002_rollups.sql"),
     ),
+    (
+        "0003_archive",
+        include_str!("../migrations/0003_archive.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

@@ -11,6 +11,7 @@ use adit_ingest::auth::KeyCache;
 use adit_ingest::idempotency::InFlight;
 use adit_ingest::validate::Rules;
 use adit_ingest::{Limits, State};
+use adit_writer::archive::{Archive, ArchiveConfig, Archiver};
 use adit_writer::{partition, Writer, WriterConfig};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -24,6 +25,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database_url: String,
     pub archive_url: Option<String>,
+    pub archive_flush_interval: Duration,
+    pub archive_compact_after: Duration,
     /// Apply migrations at start.
     pub migrate: bool,
     pub writer: WriterConfig,
@@ -47,6 +50,8 @@ impl ServeConfig {
             writer: WriterConfig::new(database_url.clone()),
             database_url,
             archive_url: None,
+            archive_flush_interval: Duration::from_secs(300),
+            archive_compact_after: Duration::from_secs(7 * 86_400 + 3600),
             migrate: true,
             limits: Limits::default(),
             rules: Rules::default(),
@@ -86,15 +91,25 @@ pub async fn run(
     }
     let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
     partition::ensure_ahead(&client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await?;
-    if let Some(url) = &config.archive_url {
-        warn!(archive_url = %url, "The Parquet archive is not built yet; rows go to PostgreSQL only.");
-    }
+    let archiver = match &config.archive_url {
+        Some(url) => {
+            let archive = Archive::from_url(url)?;
+            let mut cfg = ArchiveConfig::new(url.clone(), config.database_url.clone());
+            cfg.flush_interval = config.archive_flush_interval;
+            cfg.compact_after = config.archive_compact_after;
+            info!(archive_url = %url, flush_interval = ?cfg.flush_interval, "Archiving to Parquet.");
+            Some(Archiver::spawn(cfg, archive))
+        }
+        None => None,
+    };
+    let mut writer_config = config.writer.clone();
+    writer_config.archive = archiver.as_ref().map(|a| a.handle.clone());
     let maintenance = tokio::spawn(maintain(client));
     let rollups = (!config.rollup.interval.is_zero())
         .then(|| tokio::spawn(roll_up(config.database_url.clone(), config.rollup.clone())));
 
     let pool = db::pool(&config.database_url, 16)?;
-    let writer = Writer::spawn(config.writer.clone());
+    let writer = Writer::spawn(writer_config);
     let state = Arc::new(State {
         keys: KeyCache::new(pool.clone(), config.key_cache_ttl),
         pool,
@@ -112,6 +127,10 @@ pub async fn run(
     adit_ingest::run(listener, state, shutdown).await;
     info!("Draining the writer.");
     writer.shutdown().await;
+    if let Some(archiver) = archiver {
+        info!("Flushing the archive.");
+        archiver.shutdown().await;
+    }
     maintenance.abort();
     if let Some(r) = rollups {
         r.abort();

@@ -91,7 +91,7 @@ pub fn encode_copy(buf: &mut BytesMut, samples: &[Sample]) {
     buf.clear();
     copy::begin(buf);
     for sample in samples {
-        copy::encode_sample(buf, SITE_ID, sample);
+        copy::encode_sample(buf, SITE_ID, Some(1), sample);
     }
     copy::end(buf);
 }

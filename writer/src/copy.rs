@@ -7,15 +7,25 @@
 use adit_types::{Reject, Sample, PG_EPOCH_OFFSET_MICROS};
 use bytes::{BufMut, BytesMut};
 
-/// Columns of `miner_telemetry` in the order [`encode_sample`] writes them.
-pub const TELEMETRY_COLUMNS: &str = "ts, site_id, miner_id, ip_address, online, \
+/// The telemetry columns, in the order [`encode_sample`] writes them.
+macro_rules! telemetry_columns {
+    () => {
+        "ts, site_id, miner_id, ip_address, online, \
 hashrate_ghs, hashrate_5s_ghs, hashrate_expected_ghs, temperature_avg, temperature_min, \
 temperature_max, temperature_chips, fan_speeds, frequency_avg, accepted_shares, \
 rejected_shares, hardware_errors, uptime_seconds, power_consumption, efficiency, pool_url, \
 worker_name, pool_latency_ms, board_ids, board_hashrate, board_temp, board_chips_ok, \
 board_chips_total, boards_total, boards_healthy, overall_health, model, firmware_version, \
-error_message, latency_ms, extra";
-const TELEMETRY_FIELD_COUNT: i16 = 36;
+error_message, latency_ms, extra"
+    };
+}
+
+/// Columns of `miner_telemetry` that hold sample data (what the archive
+/// reads back).
+pub const TELEMETRY_COLUMNS: &str = telemetry_columns!();
+/// What [`encode_sample`] writes: the sample columns, then `batch_id`.
+pub const COPY_COLUMNS: &str = concat!(telemetry_columns!(), ", batch_id");
+const COPY_FIELD_COUNT: i16 = 37;
 
 /// Columns of `ingest_rejects` in the order [`encode_reject`] writes them.
 pub const REJECT_COLUMNS: &str =
@@ -38,9 +48,10 @@ pub fn end(buf: &mut BytesMut) {
     buf.put_i16(-1);
 }
 
-/// Appends one `miner_telemetry` row.
-pub fn encode_sample(buf: &mut BytesMut, site_id: i32, s: &Sample) {
-    buf.put_i16(TELEMETRY_FIELD_COUNT);
+/// Appends one `miner_telemetry` row (columns [`COPY_COLUMNS`]); `batch_id`
+/// ties the row to its flush for the archive (None when not archiving).
+pub fn encode_sample(buf: &mut BytesMut, site_id: i32, batch_id: Option<i64>, s: &Sample) {
+    buf.put_i16(COPY_FIELD_COUNT);
     timestamptz(buf, s.ts_micros);
     int4(buf, Some(site_id));
     text(buf, Some(&s.miner_id));
@@ -89,6 +100,7 @@ pub fn encode_sample(buf: &mut BytesMut, site_id: i32, s: &Sample) {
     text(buf, s.error_message.as_deref());
     float4(buf, s.latency_ms);
     jsonb(buf, s.extra.as_deref());
+    int8(buf, batch_id);
 }
 
 /// Identity of the upload a reject came from.
@@ -226,10 +238,7 @@ mod tests {
 
     #[test]
     fn column_lists_match_field_counts() {
-        assert_eq!(
-            TELEMETRY_COLUMNS.split(',').count(),
-            TELEMETRY_FIELD_COUNT as usize
-        );
+        assert_eq!(COPY_COLUMNS.split(',').count(), COPY_FIELD_COUNT as usize);
         assert_eq!(
             REJECT_COLUMNS.split(',').count(),
             REJECT_FIELD_COUNT as usize
@@ -273,8 +282,8 @@ mod tests {
             miner_id: "m".into(),
             ..Default::default()
         };
-        encode_sample(&mut buf, 1, &s);
-        assert_eq!(&buf[0..2], &36i16.to_be_bytes());
+        encode_sample(&mut buf, 1, None, &s);
+        assert_eq!(&buf[0..2], &37i16.to_be_bytes());
         assert_eq!(&buf[6..14], &5i64.to_be_bytes());
     }
 }

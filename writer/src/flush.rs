@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures_util::SinkExt;
 use tokio_postgres::Client;
 
-use crate::copy::{self, RejectOrigin, REJECT_COLUMNS, TELEMETRY_COLUMNS};
+use crate::copy::{self, RejectOrigin, COPY_COLUMNS, REJECT_COLUMNS};
 use crate::dirty::{self, DirtyMarks};
 use crate::partition::{DayPartition, PartitionCache, Partitioned};
 use crate::{Error, Result, Upload};
@@ -58,6 +58,7 @@ pub async fn flush(
     uploads: &[&Upload],
     acks: &[String],
     now: DateTime<Utc>,
+    archive_batch: Option<i64>,
 ) -> Result<Vec<Outcome>, FlushFailure> {
     let log_day = adit_types::day_of(now.timestamp_micros());
     let mut wanted: HashSet<DayPartition> = uploads
@@ -83,7 +84,10 @@ pub async fn flush(
         .map(|(_, u)| *u)
         .collect();
 
-    copy_samples(&tx, &kept).await?;
+    copy_samples(&tx, &kept, archive_batch).await?;
+    if let Some(batch_id) = archive_batch {
+        queue_for_archive(&tx, &kept, batch_id).await?;
+    }
     copy_rejects(&tx, &kept).await?;
     log_uploads(&tx, &kept, now).await?;
     let new_marks = marks.wanted(&kept);
@@ -159,7 +163,11 @@ async fn claim_idempotency_keys(
 }
 
 /// One binary COPY per day partition, straight into the partition.
-async fn copy_samples(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload]) -> Result<()> {
+async fn copy_samples(
+    tx: &tokio_postgres::Transaction<'_>,
+    uploads: &[&Upload],
+    batch_id: Option<i64>,
+) -> Result<()> {
     let mut by_day: BTreeMap<i32, (BytesMut, u64)> = BTreeMap::new();
     for u in uploads {
         for s in &u.samples {
@@ -168,7 +176,7 @@ async fn copy_samples(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload])
                 copy::begin(&mut buf);
                 (buf, 0)
             });
-            copy::encode_sample(buf, u.site_id, s);
+            copy::encode_sample(buf, u.site_id, batch_id, s);
             *rows += 1;
         }
     }
@@ -178,9 +186,58 @@ async fn copy_samples(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload])
             day,
         };
         copy::end(&mut buf);
-        let sql = format!("COPY {table} ({TELEMETRY_COLUMNS}) FROM STDIN (FORMAT binary)");
+        let sql = format!("COPY {table} ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)");
         copy_in(tx, &sql, buf, rows, "miner_telemetry").await?;
     }
+    Ok(())
+}
+
+/// One archive_queue row per (site, day) of the batch: the claim ticket
+/// the archive must redeem in the transaction that records its file.
+async fn queue_for_archive(
+    tx: &tokio_postgres::Transaction<'_>,
+    uploads: &[&Upload],
+    batch_id: i64,
+) -> Result<()> {
+    let mut windows: BTreeMap<(i32, i32), (i32, i64, i64)> = BTreeMap::new();
+    for u in uploads {
+        for s in &u.samples {
+            let w = windows
+                .entry((u.site_id, s.day()))
+                .or_insert((0, i64::MAX, i64::MIN));
+            w.0 += 1;
+            w.1 = w.1.min(s.ts_micros);
+            w.2 = w.2.max(s.ts_micros);
+        }
+    }
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let ts = |m: i64| DateTime::<Utc>::from_timestamp_micros(m).expect("time in range");
+    let mut sites = Vec::new();
+    let mut days = Vec::new();
+    let mut rows = Vec::new();
+    let mut mins = Vec::new();
+    let mut maxs = Vec::new();
+    for ((site, day), (n, lo, hi)) in windows {
+        sites.push(site);
+        days.push(
+            DayPartition {
+                table: Partitioned::MinerTelemetry,
+                day,
+            }
+            .date(),
+        );
+        rows.push(n);
+        mins.push(ts(lo));
+        maxs.push(ts(hi));
+    }
+    tx.execute(
+        "INSERT INTO archive_queue (batch_id, site_id, day, rows, min_ts, max_ts) \
+         SELECT $1, * FROM unnest($2::int4[], $3::date[], $4::int4[], $5::timestamptz[], $6::timestamptz[])",
+        &[&batch_id, &sites, &days, &rows, &mins, &maxs],
+    )
+    .await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! backoff; a commit whose answer was lost is checked before any retry, so
 //! a batch is never written twice.
 
+pub mod archive;
 pub mod batcher;
 pub mod copy;
 pub mod dirty;
@@ -123,6 +124,8 @@ pub struct WriterConfig {
     pub retry_for: Duration,
     /// Benchmarking only: acknowledge without writing anything.
     pub discard: bool,
+    /// Where committed rows go for the Parquet archive (None: no archive).
+    pub archive: Option<archive::ArchiveHandle>,
 }
 
 impl WriterConfig {
@@ -134,6 +137,7 @@ impl WriterConfig {
             batch: BatchLimits::default(),
             retry_for: Duration::from_secs(30),
             discard: false,
+            archive: None,
         }
     }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, NoTls};
 use tracing::{debug, error, info, warn};
 
+use crate::archive::ArchiveBatch;
 use crate::batcher::{Batch, Pending};
 use crate::dirty::DirtyMarks;
 use crate::flush::{self, FlushFailure, Outcome};
@@ -81,18 +82,29 @@ async fn write_and_answer(
     let uploads: Vec<&Upload> = pending.iter().map(|p| &p.upload).collect();
     let rows: u64 = uploads.iter().map(|u| u.samples.len() as u64).sum();
 
+    // The flush (transaction) each upload was committed in, for the archive.
+    let mut batch_of: Vec<Option<i64>> = vec![None; uploads.len()];
     let answers: Vec<Result<Ack>> = if shared.config.discard {
         acks.into_iter().map(|a| Ok(Ack::Committed(a))).collect()
     } else {
         let now = Utc::now();
         match write_with_retry(shared, conn, tables, &uploads, &acks, now).await {
-            Ok(outcomes) => outcomes.into_iter().map(|o| Ok(o.into())).collect(),
+            Ok((outcomes, batch_id)) => outcomes
+                .into_iter()
+                .zip(batch_of.iter_mut())
+                .map(|(o, b)| {
+                    if matches!(o, Outcome::Committed(_)) {
+                        *b = Some(batch_id);
+                    }
+                    Ok(o.into())
+                })
+                .collect(),
             Err(e) if uploads.len() > 1 && matches!(e, Error::Refused { .. }) => {
                 // One upload may poison a batch; write each alone so only the
                 // culprit fails.
                 warn!(uploads = uploads.len(), error = %e, "Batch refused; retrying its uploads one by one.");
                 let mut answers = Vec::with_capacity(uploads.len());
-                for (u, ack) in uploads.iter().zip(&acks) {
+                for ((u, ack), b) in uploads.iter().zip(&acks).zip(batch_of.iter_mut()) {
                     let one = write_with_retry(
                         shared,
                         conn,
@@ -102,7 +114,13 @@ async fn write_and_answer(
                         now,
                     )
                     .await
-                    .map(|mut o| o.remove(0).into());
+                    .map(|(mut o, batch_id)| {
+                        let o = o.remove(0);
+                        if matches!(o, Outcome::Committed(_)) {
+                            *b = Some(batch_id);
+                        }
+                        o.into()
+                    });
                     answers.push(one);
                 }
                 answers
@@ -123,8 +141,18 @@ async fn write_and_answer(
     } else {
         shared.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
     }
-    for (p, answer) in pending.into_iter().zip(answers) {
+    for ((mut p, answer), batch) in pending.into_iter().zip(answers).zip(batch_of) {
+        let samples = std::mem::take(&mut p.upload.samples);
         let _ = p.reply.send(answer);
+        if let (Some(archive), Some(batch_id)) = (&shared.config.archive, batch) {
+            if !samples.is_empty() {
+                archive.offer(ArchiveBatch {
+                    batch_id,
+                    site_id: p.upload.site_id,
+                    samples,
+                });
+            }
+        }
     }
 }
 
@@ -160,8 +188,11 @@ async fn write_with_retry(
     uploads: &[&Upload],
     acks: &[String],
     now: DateTime<Utc>,
-) -> Result<Vec<Outcome>> {
+) -> Result<(Vec<Outcome>, i64)> {
     let deadline = Instant::now() + shared.config.retry_for;
+    // One id per transaction attempt series; rows carry it for the archive.
+    let batch_id = rand::random::<i64>() & i64::MAX;
+    let archive_batch = shared.config.archive.as_ref().map(|_| batch_id);
     let mut attempt = 0u32;
     let mut commit_unknown = false;
     loop {
@@ -181,6 +212,7 @@ async fn write_with_retry(
                 uploads,
                 acks,
                 now,
+                archive_batch,
             )
             .await
         }
@@ -188,7 +220,7 @@ async fn write_with_retry(
         let FlushFailure { error, at_commit } = match result {
             Ok(outcomes) => {
                 shared.stats.database_up.store(true, Ordering::Relaxed);
-                return Ok(outcomes);
+                return Ok((outcomes, batch_id));
             }
             Err(f) => f,
         };

@@ -1,0 +1,103 @@
+//! Reading telemetry back from PostgreSQL as samples, for the sweeper and
+//! compaction (the rows the stream did not deliver, or a whole window).
+
+use adit_types::{Boards, Sample};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
+
+use crate::archive::ArchiveError;
+
+/// The columns of `copy::TELEMETRY_COLUMNS`, with `extra` as text.
+fn select_list() -> String {
+    crate::copy::TELEMETRY_COLUMNS.replace("extra", "extra::text")
+}
+
+pub fn sample_from_row(r: &Row) -> Sample {
+    let ts: DateTime<Utc> = r.get(0);
+    let boards = r
+        .get::<_, Option<Vec<Option<f32>>>>(24)
+        .map(|hashrate| Boards {
+            ids: r.get(23),
+            hashrate,
+            temp: r.get::<_, Option<Vec<Option<f32>>>>(25).unwrap_or_default(),
+            chips_ok: r.get::<_, Option<Vec<Option<i16>>>>(26).unwrap_or_default(),
+            chips_total: r.get::<_, Option<Vec<Option<i16>>>>(27).unwrap_or_default(),
+        });
+    Sample {
+        ts_micros: ts.timestamp_micros(),
+        miner_id: r.get(2),
+        ip_address: r.get(3),
+        online: r.get(4),
+        hashrate_ghs: r.get(5),
+        hashrate_5s_ghs: r.get(6),
+        hashrate_expected_ghs: r.get(7),
+        temperature_avg: r.get(8),
+        temperature_min: r.get(9),
+        temperature_max: r.get(10),
+        temperature_chips: r.get(11),
+        fan_speeds: r.get(12),
+        frequency_avg: r.get(13),
+        accepted_shares: r.get(14),
+        rejected_shares: r.get(15),
+        hardware_errors: r.get(16),
+        uptime_seconds: r.get(17),
+        power_consumption: r.get(18),
+        efficiency: r.get(19),
+        pool_url: r.get(20),
+        worker_name: r.get(21),
+        pool_latency_ms: r.get(22),
+        boards,
+        boards_total: r.get(28),
+        boards_healthy: r.get(29),
+        overall_health: r.get(30),
+        model: r.get(31),
+        firmware_version: r.get(32),
+        error_message: r.get(33),
+        latency_ms: r.get(34),
+        extra: r.get(35),
+    }
+}
+
+pub fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = day.and_time(NaiveTime::MIN).and_utc();
+    (start, start + chrono::Duration::days(1))
+}
+
+/// The rows of the given batches in one site-day.
+pub async fn batches(
+    client: &Client,
+    site_id: i32,
+    day: NaiveDate,
+    batch_ids: &[i64],
+) -> Result<Vec<Sample>, ArchiveError> {
+    let (from, to) = day_bounds(day);
+    let sql = format!(
+        "SELECT {} FROM miner_telemetry WHERE site_id = $1 AND ts >= $2 AND ts < $3 AND batch_id = ANY($4)",
+        select_list()
+    );
+    let rows = client
+        .query(&sql, &[&site_id, &from, &to, &batch_ids])
+        .await?;
+    Ok(rows.iter().map(sample_from_row).collect())
+}
+
+/// A whole site-day, sorted by miner and time, as a row stream (convert
+/// rows with [`sample_from_row`]), leaving out rows whose batch is still
+/// queued (the stream or the sweeper will archive those).
+pub async fn window_rows(
+    client: &Client,
+    site_id: i32,
+    day: NaiveDate,
+) -> Result<tokio_postgres::RowStream, ArchiveError> {
+    let (from, to) = day_bounds(day);
+    let sql = format!(
+        "SELECT {} FROM miner_telemetry t WHERE site_id = $1 AND ts >= $2 AND ts < $3 \
+           AND NOT EXISTS (SELECT 1 FROM archive_queue q WHERE q.batch_id = t.batch_id \
+                           AND q.site_id = $1 AND q.day = $4) \
+         ORDER BY miner_id, ts",
+        select_list()
+    );
+    let params: [&(dyn ToSql + Sync); 4] = [&site_id, &from, &to, &day];
+    Ok(client.query_raw(&sql, params).await?)
+}

@@ -1,0 +1,230 @@
+//! Keeping the archive exact: recovery at start (orphan objects, uploads a
+//! crash interrupted, batches never archived), the periodic sweep of
+//! batches the stream missed, and compaction of closed windows into few
+//! large files (write new, record, then delete old).
+
+use std::time::Duration;
+
+use adit_types::Sample;
+use chrono::NaiveDate;
+use futures_util::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStoreExt as _;
+use tokio_postgres::{Client, IsolationLevel};
+use tracing::{info, warn};
+
+use crate::archive::sink::{self, Kind};
+use crate::archive::{export, Archive, ArchiveConfig, ArchiveError, ArchiveStats};
+
+/// A 'writing' manifest row older than this belongs to a dead upload.
+const STALE_WRITING: &str = "1 hour";
+
+/// Deletes objects with no manifest row and uploads a crash interrupted;
+/// then archives every queued batch.
+pub async fn recover(
+    client: &mut Client,
+    archive: &Archive,
+    cfg: &ArchiveConfig,
+    stats: &ArchiveStats,
+) -> Result<(), ArchiveError> {
+    let stale = client
+        .query(
+            &format!(
+                "DELETE FROM archive_files WHERE state = 'writing' \
+                 AND created_at < now() - interval '{STALE_WRITING}' RETURNING path"
+            ),
+            &[],
+        )
+        .await?;
+    for row in &stale {
+        let _ = archive
+            .store
+            .delete(&Path::from(row.get::<_, &str>(0)))
+            .await;
+    }
+    let orphans = delete_orphans(client, archive).await?;
+    if orphans > 0 || !stale.is_empty() {
+        info!(
+            orphans,
+            interrupted = stale.len(),
+            "Archive recovery removed unrecorded files."
+        );
+    }
+    sweep(client, archive, cfg, stats, Duration::ZERO, &[]).await
+}
+
+/// Objects under the archive root that no manifest row names (every file
+/// is recorded before it is uploaded, so these are crash leftovers).
+pub async fn delete_orphans(client: &Client, archive: &Archive) -> Result<u64, ArchiveError> {
+    let known = sink::known_paths(client).await?;
+    let listed: Vec<_> = archive
+        .store
+        .list(Some(&archive.table_root()))
+        .try_collect()
+        .await?;
+    let mut deleted = 0;
+    for meta in listed {
+        if !known.contains(meta.location.as_ref()) {
+            archive.store.delete(&meta.location).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Archives queued batches older than `age` that are not `held` in memory,
+/// exporting their rows from PostgreSQL.
+pub async fn sweep(
+    client: &mut Client,
+    archive: &Archive,
+    cfg: &ArchiveConfig,
+    stats: &ArchiveStats,
+    age: Duration,
+    held: &[i64],
+) -> Result<(), ArchiveError> {
+    let queued = client
+        .query(
+            "SELECT site_id, day, batch_id, rows FROM archive_queue \
+             WHERE queued_at <= now() - make_interval(secs => $1) AND NOT (batch_id = ANY($2)) \
+             ORDER BY site_id, day, batch_id",
+            &[&age.as_secs_f64(), &held],
+        )
+        .await?;
+    // Group by window, capping each group near max_file_rows.
+    let mut groups: Vec<((i32, NaiveDate), Vec<i64>)> = Vec::new();
+    let mut rows_in_group = 0usize;
+    for r in &queued {
+        let window: (i32, NaiveDate) = (r.get(0), r.get(1));
+        let (batch, rows): (i64, i32) = (r.get(2), r.get(3));
+        match groups.last_mut() {
+            Some((w, ids))
+                if *w == window && rows_in_group + rows as usize <= cfg.max_file_rows =>
+            {
+                ids.push(batch);
+                rows_in_group += rows as usize;
+            }
+            _ => {
+                groups.push((window, vec![batch]));
+                rows_in_group = rows as usize;
+            }
+        }
+    }
+    for (window, ids) in groups {
+        let samples = export::batches(client, window.0, window.1, &ids).await?;
+        if samples.is_empty() {
+            // The rows are gone (retention): nothing left to archive.
+            client
+                .execute(
+                    "DELETE FROM archive_queue WHERE site_id = $1 AND day = $2 AND batch_id = ANY($3)",
+                    &[&window.0, &window.1, &ids],
+                )
+                .await?;
+            continue;
+        }
+        let refs: Vec<&Sample> = samples.iter().collect();
+        match sink::write_part(client, archive, window, &refs, &ids).await {
+            Ok(n) => {
+                stats
+                    .files_written
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .rows_archived
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                info!(site_id = window.0, day = %window.1, rows = n, batches = ids.len(), "Archived queued batches from PostgreSQL.");
+            }
+            Err(ArchiveError::Claimed { .. }) => {} // archived meanwhile
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Compacts every closed window (its day ended `compact_after` ago) that
+/// has more than one file or any part file.
+pub async fn compact_closed(
+    client: &mut Client,
+    archive: &Archive,
+    cfg: &ArchiveConfig,
+) -> Result<(), ArchiveError> {
+    let windows = client
+        .query(
+            "SELECT site_id, day FROM archive_files WHERE state = 'live' \
+               AND day + 1 <= (now() - make_interval(secs => $1))::date \
+             GROUP BY site_id, day HAVING count(*) > 1 OR bool_or(kind = 'part') ORDER BY day, site_id",
+            &[&cfg.compact_after.as_secs_f64()],
+        )
+        .await?;
+    for w in windows {
+        compact(client, archive, cfg, (w.get(0), w.get(1))).await?;
+    }
+    Ok(())
+}
+
+/// Rewrites a window's live files as few large sorted files: export from
+/// PostgreSQL (one snapshot for the file list and the rows), stage the new
+/// files, then record them and retire the old ones in one transaction.
+/// Rows of batches still queued are left out: they go to their own part
+/// file, so nothing is doubled even if the window is still open.
+pub async fn compact(
+    client: &mut Client,
+    archive: &Archive,
+    cfg: &ArchiveConfig,
+    window: (i32, NaiveDate),
+) -> Result<u64, ArchiveError> {
+    let (site_id, day) = window;
+    let mut reader = crate::worker::connect(&cfg.database_url).await?;
+    let tx = reader
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let old: Vec<i64> = tx
+        .query(
+            "SELECT id FROM archive_files WHERE site_id = $1 AND day = $2 AND state = 'live'",
+            &[&site_id, &day],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut staged = Vec::new();
+    let result: Result<(), ArchiveError> = async {
+        let rows = export::window_rows(tx.client(), site_id, day).await?;
+        futures_util::pin_mut!(rows);
+        let mut chunk = Vec::new();
+        loop {
+            let row = rows.try_next().await?;
+            if let Some(row) = &row {
+                chunk.push(export::sample_from_row(row));
+            }
+            if !chunk.is_empty() && (row.is_none() || chunk.len() >= cfg.max_file_rows) {
+                let refs: Vec<&Sample> = chunk.iter().collect();
+                staged.push(sink::stage(client, archive, window, Kind::Compacted, &refs).await?);
+                chunk.clear();
+            }
+            if row.is_none() {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    drop(tx);
+    if let Err(e) = result {
+        sink::discard(client, archive, &staged).await;
+        return Err(e);
+    }
+    if staged.is_empty() && old.is_empty() {
+        return Ok(0);
+    }
+    match sink::commit(client, archive, window, &staged, &[], &old).await {
+        Ok(rows) => {
+            info!(site_id, %day, files_before = old.len(), files_after = staged.len(), rows, "Compacted an archive window.");
+            Ok(rows)
+        }
+        Err(e) => {
+            warn!(site_id, %day, error = %e, "Compaction lost a race; will retry.");
+            Err(e)
+        }
+    }
+}
