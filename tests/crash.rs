@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,42 +13,11 @@ use hyper::StatusCode;
 
 const ROWS_PER_UPLOAD: usize = 200;
 
-fn spawn_adit(db_url: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_adit"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("adit binary starts")
-}
-
-async fn wait_healthy(port: u16) {
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok((StatusCode::OK, _, _)) = get(addr, "/health").await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("adit did not become healthy on port {port}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_after_acknowledgements_loses_no_acknowledged_row() {
     let db_url = fresh_database("crash").await;
     let port = free_port();
-    let mut child = spawn_adit(&db_url, port);
+    let mut child = spawn_adit(&db_url, port, &[], &[]);
     wait_healthy(port).await;
     let db = connect(&db_url).await;
     let key = adit_ingest::auth::create_key(&db, Some(9), None)
@@ -102,7 +70,7 @@ async fn sigkill_after_acknowledgements_loses_no_acknowledged_row() {
         acked.len()
     );
 
-    let mut child = spawn_adit(&db_url, port);
+    let mut child = spawn_adit(&db_url, port, &[], &[]);
     wait_healthy(port).await;
     let per_tag = db
         .query(

@@ -186,3 +186,61 @@ pub fn rows(prefix: &str, n: usize) -> Vec<String> {
 pub fn array(rows: &[String]) -> String {
     format!("[{}]", rows.join(","))
 }
+
+/// Starts the real `adit serve` binary on `port` against `db_url`.
+pub fn spawn_adit(
+    db_url: &str,
+    port: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_adit"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("adit binary starts")
+}
+
+/// Waits (up to 30 s) until /health answers on `port`.
+pub async fn wait_healthy(port: u16) {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok((StatusCode::OK, _, _)) = get(addr, "/health").await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("adit did not become healthy on port {port}");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `python3 -c script args…`, failing with a hint when the tools the
+/// tests need are missing.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs (make setup installs it)");
+    assert!(
+        out.status.success(),
+        "python3 failed (run `make setup` for pyarrow and moto): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
