@@ -20,7 +20,7 @@ fn rows_for(site: i32, n: usize, tag: &str) -> Vec<String> {
             let ts = if i % 2 == 0 { now - 86_400 - i as i64 } else { now - 60 - (i as i64 % 3000) };
             let extra = if i % 5 == 0 { r#","vendor_note":"fan swap""# } else { "" };
             format!(
-                r#"{{"miner_id":"{tag}{}","timestamp":{ts},"online":{},"hashrate_ghs":{}.5,
+                r#"{{"miner_id":"{tag}{site}-{}","timestamp":{ts},"online":{},"hashrate_ghs":{}.5,
                    "accepted_shares":{i},"temperature_chips":[60.5,{}.5],"fan_speeds":[5000,{}],
                    "boards":[{{"id":0,"hashrate":100.5,"temp":61.5,"chips_ok":76,"chips_total":76}},
                              {{"id":1,"hashrate":{}.5,"temp":62.5,"chips_ok":75,"chips_total":76}}]{extra}}}"#,
