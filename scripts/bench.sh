@@ -137,7 +137,7 @@ raw1, raw2 = int(os.environ["RAW_1"]), int(os.environ["RAW_2"])
 raw = max(raw1, raw2)
 cpu = open("/proc/cpuinfo").read()
 model = next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith("model name")), platform.processor())
-parquet = next((v.get("rows_per_s") for k, v in crit.items() if k.startswith("parquet")), None)
+parquet = crit.get("parquet_encode/10k", {}).get("rows_per_s")
 latest = {
     "raw_copy_rows_per_s": raw,
     "raw_copy_rows_per_s_1_stream": raw1,
