@@ -105,8 +105,15 @@ pub async fn run(
     let mut writer_config = config.writer.clone();
     writer_config.archive = archiver.as_ref().map(|a| a.handle.clone());
     let maintenance = tokio::spawn(maintain(client));
-    let rollups = (!config.rollup.interval.is_zero())
-        .then(|| tokio::spawn(roll_up(config.database_url.clone(), config.rollup.clone())));
+    let metrics = adit_ingest::metrics::Metrics::default();
+    let rollups = (!config.rollup.interval.is_zero()).then(|| {
+        let lag = metrics.rollup_lag_s.clone();
+        tokio::spawn(roll_up(
+            config.database_url.clone(),
+            config.rollup.clone(),
+            lag,
+        ))
+    });
 
     let pool = db::pool(&config.database_url, 16)?;
     let writer = Writer::spawn(writer_config);
@@ -117,6 +124,8 @@ pub async fn run(
         limits: config.limits.clone(),
         rules: config.rules.clone(),
         inflight: InFlight::default(),
+        metrics,
+        archive: archiver.as_ref().map(|a| a.handle.stats.clone()),
     });
     info!(
         listen = %listener.local_addr()?,
@@ -167,7 +176,11 @@ async fn maintain(client: tokio_postgres::Client) {
 
 /// The rollup worker and retention, on a schedule, on their own connection
 /// (reopened after failures).
-async fn roll_up(url: String, cfg: adit_rollup::RollupConfig) {
+async fn roll_up(
+    url: String,
+    cfg: adit_rollup::RollupConfig,
+    lag_s: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut last_retention: Option<std::time::Instant> = None;
     loop {
@@ -182,10 +195,12 @@ async fn roll_up(url: String, cfg: adit_rollup::RollupConfig) {
         let now = chrono::Utc::now();
         let cutoff = now - chrono::Duration::from_std(cfg.grace).unwrap_or_default();
         match adit_rollup::schedule::run_once(c, &cfg, cutoff, now).await {
-            Ok(stats) if stats.lag > cfg.interval * 2 => {
-                warn!(lag_s = stats.lag.as_secs(), "Rollups are lagging.")
+            Ok(stats) => {
+                lag_s.store(stats.lag.as_secs(), std::sync::atomic::Ordering::Relaxed);
+                if stats.lag > cfg.interval * 2 {
+                    warn!(lag_s = stats.lag.as_secs(), "Rollups are lagging.");
+                }
             }
-            Ok(_) => {}
             Err(e) => warn!(error = %e, "Rollup run failed; will retry."),
         }
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL) {

@@ -370,3 +370,45 @@ async fn every_encoding_is_accepted() {
     assert_eq!(srv.count("SELECT count(*) FROM miner_telemetry").await, 40);
     srv.stop().await;
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_uploads_rows_and_refusals() {
+    let srv = TestServer::start("metrics").await;
+    let key = srv.key(1).await;
+    let mut batch = rows("mt", 5);
+    batch.push(r#"{"miner_id":""}"#.into());
+    assert_eq!(
+        upload(srv.addr, &key, &array(&batch), &[]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        upload(srv.addr, "nope", "[]", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, headers, text) = get(srv.addr, "/metrics").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(metric(&text, r#"adit_uploads_total{status="200"}"#), 1.0);
+    assert_eq!(metric(&text, r#"adit_uploads_total{status="401"}"#), 1.0);
+    assert_eq!(metric(&text, "adit_rows_accepted_total"), 5.0);
+    assert_eq!(metric(&text, "adit_rows_rejected_total"), 1.0);
+    assert_eq!(metric(&text, "adit_writer_rows_written_total"), 5.0);
+    assert_eq!(
+        metric(&text, r#"adit_upload_duration_seconds_bucket{le="+Inf"}"#),
+        2.0
+    );
+    assert_eq!(metric(&text, "adit_rollup_lag_seconds"), 0.0);
+    assert_eq!(metric(&text, "adit_database_up"), 1.0);
+    srv.stop().await;
+}

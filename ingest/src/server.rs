@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,9 @@ pub struct State {
     pub limits: Limits,
     pub rules: Rules,
     pub inflight: InFlight,
+    pub metrics: crate::metrics::Metrics,
+    /// The archive's counters, when archiving.
+    pub archive: Option<std::sync::Arc<adit_writer::archive::ArchiveStats>>,
 }
 
 const UPLOAD_PATH: &str = "/api/collector/upload";
@@ -76,13 +80,33 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let result = match (req.method(), req.uri().path()) {
-        (&Method::POST, UPLOAD_PATH) => upload(req, state).await,
+        (&Method::POST, UPLOAD_PATH) => {
+            let started = Instant::now();
+            let result = upload(req, state).await;
+            let status = match &result {
+                Ok(r) => r.status(),
+                Err(e) => e.status(),
+            };
+            state.metrics.upload(status.as_u16(), started.elapsed());
+            result
+        }
+        (&Method::GET, "/metrics") => {
+            let text = state
+                .metrics
+                .render(&state.writer, state.archive.as_deref());
+            let mut resp = Response::new(Full::new(Bytes::from(text)));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok(resp)
+        }
         (&Method::GET, "/health") => Ok(json_response(
             StatusCode::OK,
             r#"{"success":true,"data":{"status":"up"}}"#,
         )),
         (&Method::GET, "/ready") => ready(state).await,
-        (_, UPLOAD_PATH | "/health" | "/ready") => Err(Error::MethodNotAllowed),
+        (_, UPLOAD_PATH | "/health" | "/ready" | "/metrics") => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
     };
     result.unwrap_or_else(Error::into_response)
@@ -206,10 +230,19 @@ async fn write(
         bytes_raw: raw.len() as u32,
         processing_time_ms: 0,
     };
+    let (accepted, rejected) = (upload.samples.len() as u64, upload.rejects.len() as u64);
     let reply = state.writer.submit(upload)?;
     let ack = reply.await.map_err(|_| Error::Internal {
         reason: "the writer dropped the upload".into(),
     })??;
+    if matches!(ack, Ack::Committed(_)) {
+        let m = &state.metrics;
+        m.rows_accepted.fetch_add(accepted, Ordering::Relaxed);
+        m.rows_rejected.fetch_add(rejected, Ordering::Relaxed);
+        m.bytes_compressed
+            .fetch_add(ctx.bytes_in as u64, Ordering::Relaxed);
+        m.bytes_raw.fetch_add(raw.len() as u64, Ordering::Relaxed);
+    }
     Ok(ack)
 }
 

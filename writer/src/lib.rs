@@ -162,6 +162,8 @@ pub struct WriterStats {
     pub flushes: AtomicU64,
     pub rows_written: AtomicU64,
     pub flush_failures: AtomicU64,
+    /// Time spent in flushes, microseconds.
+    pub flush_micros: AtomicU64,
     /// False while the last attempt to reach the database failed.
     pub database_up: AtomicBool,
 }

@@ -56,6 +56,10 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
         let pending = batch.take();
         let started = Instant::now();
         write_and_answer(&shared, &mut conn, &mut tables, pending).await;
+        shared
+            .stats
+            .flush_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         debug!(
             worker = id,
             rows,

@@ -1,0 +1,211 @@
+//! `GET /metrics`: Prometheus text. Counters are plain atomics updated once
+//! per request; the writer's, the archive's and the rollup's figures are
+//! read from their own stats when scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use adit_writer::archive::ArchiveStats;
+use adit_writer::WriterHandle;
+
+/// Statuses counted separately; anything else is "other".
+const STATUSES: [u16; 11] = [200, 400, 401, 404, 405, 413, 415, 422, 429, 500, 503];
+/// Upper bounds of the upload latency histogram, in seconds.
+const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    uploads: [AtomicU64; STATUSES.len() + 1],
+    pub rows_accepted: AtomicU64,
+    pub rows_rejected: AtomicU64,
+    pub bytes_compressed: AtomicU64,
+    pub bytes_raw: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    /// Age of the oldest closed hour not rolled up yet, set by the rollup worker.
+    pub rollup_lag_s: Arc<AtomicU64>,
+}
+
+impl Metrics {
+    /// Counts one answered upload.
+    pub fn upload(&self, status: u16, elapsed: Duration) {
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len());
+        self.uploads[i].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_S) {
+            if secs <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The exposition text.
+    pub fn render(&self, writer: &WriterHandle, archive: Option<&ArchiveStats>) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let mut uploads: Vec<(String, f64)> = STATUSES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("{{status=\"{s}\"}}"), get(&self.uploads[i]) as f64))
+            .collect();
+        uploads.push((
+            "{status=\"other\"}".into(),
+            get(&self.uploads[STATUSES.len()]) as f64,
+        ));
+        metric(
+            "adit_uploads_total",
+            "counter",
+            "Uploads answered, by HTTP status.",
+            &uploads,
+        );
+        let one = |v: u64| vec![(String::new(), v as f64)];
+        metric(
+            "adit_rows_accepted_total",
+            "counter",
+            "Rows committed to PostgreSQL.",
+            &one(get(&self.rows_accepted)),
+        );
+        metric(
+            "adit_rows_rejected_total",
+            "counter",
+            "Rows refused by validation.",
+            &one(get(&self.rows_rejected)),
+        );
+        metric(
+            "adit_upload_bytes_total",
+            "counter",
+            "Upload body bytes, as received and decompressed.",
+            &[
+                (
+                    "{kind=\"compressed\"}".into(),
+                    get(&self.bytes_compressed) as f64,
+                ),
+                ("{kind=\"raw\"}".into(), get(&self.bytes_raw) as f64),
+            ],
+        );
+        let mut hist: Vec<(String, f64)> = LATENCY_BUCKETS_S
+            .iter()
+            .zip(&self.latency_buckets)
+            .map(|(b, c)| (format!("_bucket{{le=\"{b}\"}}"), get(c) as f64))
+            .collect();
+        hist.push((
+            "_bucket{le=\"+Inf\"}".into(),
+            get(&self.latency_count) as f64,
+        ));
+        hist.push(("_sum".into(), get(&self.latency_sum_us) as f64 / 1e6));
+        hist.push(("_count".into(), get(&self.latency_count) as f64));
+        metric(
+            "adit_upload_duration_seconds",
+            "histogram",
+            "Time from request to answer.",
+            &hist,
+        );
+
+        let w = writer.stats();
+        let (enq, deq) = (get(&w.enqueued), get(&w.dequeued));
+        metric(
+            "adit_writer_enqueued_total",
+            "counter",
+            "Uploads queued for the writer.",
+            &one(enq),
+        );
+        metric(
+            "adit_writer_dequeued_total",
+            "counter",
+            "Uploads taken by writer workers.",
+            &one(deq),
+        );
+        metric(
+            "adit_writer_queue_depth",
+            "gauge",
+            "Uploads waiting for the writer.",
+            &one(writer.queue_len() as u64),
+        );
+        metric(
+            "adit_writer_flushes_total",
+            "counter",
+            "Committed group flushes.",
+            &one(get(&w.flushes)),
+        );
+        metric(
+            "adit_writer_rows_written_total",
+            "counter",
+            "Rows COPYed and committed.",
+            &one(get(&w.rows_written)),
+        );
+        metric(
+            "adit_writer_flush_seconds_total",
+            "counter",
+            "Time spent in flushes (divide by flushes for the mean).",
+            &[(String::new(), get(&w.flush_micros) as f64 / 1e6)],
+        );
+        metric(
+            "adit_writer_flush_failures_total",
+            "counter",
+            "Flushes that failed.",
+            &one(get(&w.flush_failures)),
+        );
+        metric(
+            "adit_database_up",
+            "gauge",
+            "1 while the writer reaches PostgreSQL.",
+            &one(w.database_up.load(Ordering::Relaxed) as u64),
+        );
+        if let Some(a) = archive {
+            metric(
+                "adit_archive_backlog_rows",
+                "gauge",
+                "Committed rows buffered for the archive, not yet in a file.",
+                &one(get(&a.buffered_rows)),
+            );
+            metric(
+                "adit_archive_files_written_total",
+                "counter",
+                "Parquet files recorded.",
+                &one(get(&a.files_written)),
+            );
+            metric(
+                "adit_archive_rows_total",
+                "counter",
+                "Rows written to Parquet.",
+                &one(get(&a.rows_archived)),
+            );
+            metric(
+                "adit_archive_deferred_batches_total",
+                "counter",
+                "Batches left to the sweeper (archiver behind or store down).",
+                &one(get(&a.dropped_batches)),
+            );
+            metric(
+                "adit_archive_store_errors_total",
+                "counter",
+                "Failed archive writes.",
+                &one(get(&a.store_errors)),
+            );
+        }
+        metric(
+            "adit_rollup_lag_seconds",
+            "gauge",
+            "Age of the oldest closed hour not rolled up yet.",
+            &one(get(&self.rollup_lag_s)),
+        );
+        out
+    }
+}
