@@ -90,10 +90,11 @@ load() { # url, json report, extra args...
         --quiet --json-report "$report" "$@" >&2
 }
 
-# ---- (b) end to end, (e) RSS --------------------------------------------
-say "(b) adit end to end, closed model, $CONCURRENCY uploads in flight, ${SECONDS_RUN}s"
+# ---- (b) end to end with the Parquet archive on, (e) RSS ----------------
+say "(b) adit end to end (archive on), closed model, $CONCURRENCY uploads in flight, ${SECONDS_RUN}s"
 e2e_url=$(fresh_db adit_bench_e2e)
-start_server "$e2e_url"
+rm -rf "$out/archive"
+start_server "$e2e_url" --archive-url "file://$root/$out/archive"
 load "$e2e_url" "$out/warmup.json" --create-sites "$SITES" --concurrency "$CONCURRENCY" --duration 3s
 cpu0=$(awk '{ print $14 + $15 }' "/proc/$server_pid/stat")
 load "$e2e_url" "$out/e2e.json" --create-sites "$SITES" --concurrency "$CONCURRENCY" \
@@ -107,7 +108,10 @@ load "$e2e_url" "$out/half.json" --create-sites "$SITES" --rate "$half_rate" \
     --duration "${SECONDS_RUN}s" --verify
 rss=$(peak_rss_mib)
 stop_server
+archive_files=$(find "$out/archive" -name '*.parquet' | wc -l)
+echo "  archive: $archive_files Parquet files" >&2
 psql_q "$admin_url" "DROP DATABASE adit_bench_e2e" >/dev/null
+rm -rf "$out/archive"
 
 # ---- (c) front door alone -----------------------------------------------
 say "(c) front door alone (writer discards), ${SECONDS_RUN}s"

@@ -60,8 +60,10 @@ pub struct ArchiveConfig {
     pub flush_interval: Duration,
     /// Rows per file before a buffer is written early (and per compacted file).
     pub max_file_rows: usize,
-    /// Buffered rows across windows before the oldest buffers are dropped
-    /// (their batches stay queued and are exported from PostgreSQL later).
+    /// Buffered rows across windows before the largest buffer is written
+    /// early (about 200 MB of samples at the default); if the store refuses
+    /// it, the oldest buffers are dropped and their batches, still queued,
+    /// are exported from PostgreSQL later.
     pub max_buffered_rows: usize,
     /// Windows whose day ended this long ago are closed and compacted.
     pub compact_after: Duration,
@@ -74,7 +76,7 @@ impl ArchiveConfig {
             database_url: database_url.into(),
             flush_interval: Duration::from_secs(300),
             max_file_rows: 1_000_000,
-            max_buffered_rows: 2_000_000,
+            max_buffered_rows: 300_000,
             compact_after: Duration::from_secs(7 * 86_400 + 3600),
         }
     }
@@ -199,7 +201,17 @@ async fn run(
                 if let Some(window) = full {
                     flush_window(&mut client, &archive, &mut buffers, window, &stats, &cfg).await;
                 }
-                shed(&mut buffers, &stats, cfg.max_buffered_rows);
+                // Over the memory budget: write the largest buffer early; if
+                // the store refuses it, leave the oldest to the sweeper.
+                while buffered(&buffers) > cfg.max_buffered_rows {
+                    let Some(largest) = buffers.iter().max_by_key(|(_, b)| b.rows).map(|(w, _)| *w) else { break };
+                    let before = buffers.get(&largest).map(|b| b.rows);
+                    flush_window(&mut client, &archive, &mut buffers, largest, &stats, &cfg).await;
+                    if buffers.get(&largest).map(|b| b.rows) == before {
+                        shed(&mut buffers, &stats, cfg.max_buffered_rows);
+                        break;
+                    }
+                }
             }
             _ = tick.tick() => {
                 if client.is_closed() {
@@ -275,6 +287,10 @@ fn add(
         }
     }
     full
+}
+
+fn buffered(buffers: &HashMap<Window, Buffer>) -> usize {
+    buffers.values().map(|b| b.rows).sum()
 }
 
 /// Drops the oldest buffers while too many rows are held (the store is
