@@ -420,3 +420,74 @@ async fn the_archive_on_an_s3_compatible_server_verifies() {
     let _ = moto.kill();
     let _ = moto.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_cut_short_by_a_crash_is_undone_at_recovery() {
+    let (dir, url) = temp_archive("cutshort");
+    let srv = TestServer::start_with("cutshort", |c| {
+        c.archive_url = Some(url.clone());
+        c.archive_flush_interval = Duration::from_millis(200);
+    })
+    .await;
+    let key = srv.key(91).await;
+    for round in 0..2 {
+        upload_all(srv.addr, &key, &rows_for(91, 1_000, &format!("c{round}-"))).await;
+        drained(&srv.db).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let day = chrono::Utc::now().date_naive();
+    let window_dir = dir.join(format!("miner_telemetry/site_id=91/date={day}"));
+    let files_before = std::fs::read_dir(&window_dir).unwrap().count();
+    // The state a crash leaves mid-compaction: the merged file uploaded and
+    // recorded as 'writing', the old files still live.
+    let archive = Archive::from_url(&url).unwrap();
+    let client = connect(&srv.db_url).await;
+    let rows = adit_writer::archive::export::window_rows(&client, 91, day)
+        .await
+        .unwrap();
+    let rows: Vec<tokio_postgres::Row> =
+        futures_util::TryStreamExt::try_collect(rows).await.unwrap();
+    let samples: Vec<_> = rows
+        .iter()
+        .map(adit_writer::archive::export::sample_from_row)
+        .collect();
+    let refs: Vec<_> = samples.iter().collect();
+    let kind = adit_writer::archive::sink::Kind::Compacted;
+    adit_writer::archive::sink::stage(&client, &archive, (91, day), kind, &refs)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(&window_dir).unwrap().count(),
+        files_before + 1
+    );
+    assert_exact(
+        &check(&srv.db, &url).await,
+        "a 'writing' file is not part of the archive",
+    );
+
+    let mut cfg = ArchiveConfig::new(url.clone(), srv.db_url.clone());
+    cfg.stale_writing = Duration::ZERO;
+    let mut client = connect(&srv.db_url).await;
+    let stats = adit_writer::archive::ArchiveStats::default();
+    maintain::recover(&mut client, &archive, &cfg, &stats)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(&window_dir).unwrap().count(),
+        files_before,
+        "the half-done merge is gone"
+    );
+    let writing: i64 = srv
+        .db
+        .query_one(
+            "SELECT count(*) FROM archive_files WHERE state = 'writing'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(writing, 0);
+    assert_exact(&check(&srv.db, &url).await, "after recovery");
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

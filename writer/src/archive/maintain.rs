@@ -16,9 +16,6 @@ use tracing::{info, warn};
 use crate::archive::sink::{self, Kind};
 use crate::archive::{export, Archive, ArchiveConfig, ArchiveError, ArchiveStats};
 
-/// A 'writing' manifest row older than this belongs to a dead upload.
-const STALE_WRITING: &str = "1 hour";
-
 /// Deletes objects with no manifest row and uploads a crash interrupted;
 /// then archives every queued batch.
 pub async fn recover(
@@ -29,11 +26,9 @@ pub async fn recover(
 ) -> Result<(), ArchiveError> {
     let stale = client
         .query(
-            &format!(
-                "DELETE FROM archive_files WHERE state = 'writing' \
-                 AND created_at < now() - interval '{STALE_WRITING}' RETURNING path"
-            ),
-            &[],
+            "DELETE FROM archive_files WHERE state = 'writing' \
+             AND created_at < now() - make_interval(secs => $1) RETURNING path",
+            &[&cfg.stale_writing.as_secs_f64()],
         )
         .await?;
     for row in &stale {

@@ -67,6 +67,10 @@ pub struct ArchiveConfig {
     pub max_buffered_rows: usize,
     /// Windows whose day ended this long ago are closed and compacted.
     pub compact_after: Duration,
+    /// At start, a file still 'writing' after this long belongs to an upload
+    /// or compaction a crash interrupted: it is deleted. (Longer than any
+    /// upload of a live process sharing the archive.)
+    pub stale_writing: Duration,
 }
 
 impl ArchiveConfig {
@@ -78,6 +82,7 @@ impl ArchiveConfig {
             max_file_rows: 1_000_000,
             max_buffered_rows: 300_000,
             compact_after: Duration::from_secs(7 * 86_400 + 3600),
+            stale_writing: Duration::from_secs(120),
         }
     }
 }
