@@ -192,20 +192,32 @@ async fn two_hundred_thousand_rows_read_back_equal_with_pyarrow() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_merges_a_window_into_one_file_atomically() {
-    let (dir, url) = temp_archive("compact");
-    let srv = TestServer::start_with("compact", |c| {
+/// A server archiving to a fresh directory, after `rounds` uploads of
+/// `rows` rows for `site`, each archived as its own part files.
+async fn server_with_part_files(
+    name: &str,
+    site: i32,
+    rounds: usize,
+    rows: usize,
+) -> (TestServer, std::path::PathBuf, String) {
+    let (dir, url) = temp_archive(name);
+    let srv = TestServer::start_with(name, |c| {
         c.archive_url = Some(url.clone());
         c.archive_flush_interval = Duration::from_millis(200);
     })
     .await;
-    let key = srv.key(51).await;
-    for round in 0..4 {
-        upload_all(srv.addr, &key, &rows_for(51, 2_000, &format!("r{round}-"))).await;
+    let key = srv.key(site).await;
+    for round in 0..rounds {
+        upload_all(srv.addr, &key, &rows_for(site, rows, &format!("r{round}-"))).await;
         drained(&srv.db).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    (srv, dir, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_a_window_into_one_file_atomically() {
+    let (srv, dir, url) = server_with_part_files("compact", 51, 4, 2_000).await;
     let day = chrono::Utc::now().date_naive() - chrono::Days::new(1);
     let before: i64 = srv
         .db
@@ -423,18 +435,7 @@ async fn the_archive_on_an_s3_compatible_server_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_cut_short_by_a_crash_is_undone_at_recovery() {
-    let (dir, url) = temp_archive("cutshort");
-    let srv = TestServer::start_with("cutshort", |c| {
-        c.archive_url = Some(url.clone());
-        c.archive_flush_interval = Duration::from_millis(200);
-    })
-    .await;
-    let key = srv.key(91).await;
-    for round in 0..2 {
-        upload_all(srv.addr, &key, &rows_for(91, 1_000, &format!("c{round}-"))).await;
-        drained(&srv.db).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let (srv, dir, url) = server_with_part_files("cutshort", 91, 2, 1_000).await;
     let day = chrono::Utc::now().date_naive();
     let window_dir = dir.join(format!("miner_telemetry/site_id=91/date={day}"));
     let files_before = std::fs::read_dir(&window_dir).unwrap().count();
