@@ -89,6 +89,15 @@ pub enum KeysCommand {
     List,
     /// Revoke a key by id; servers refuse it within the key cache TTL.
     Revoke { id: i32 },
+    /// Set a key's upload rate limit in uploads per second (burst twice
+    /// that); 0 removes the limit, --default returns to the server's.
+    SetRate {
+        id: i32,
+        #[arg(long, required_unless_present = "default", conflicts_with = "default")]
+        uploads_per_s: Option<f32>,
+        #[arg(long)]
+        default: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +225,14 @@ pub struct ServeArgs {
     /// How far in the future a sample `timestamp` may be.
     #[arg(long, env = "ADIT_MAX_FUTURE", default_value = "5min")]
     pub max_future: humantime::Duration,
+    /// Bytes that uploads in flight may hold (compressed body plus twice the
+    /// decompressed size); beyond it uploads get 503 at once.
+    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value_t = 512 << 20)]
+    pub inflight_budget_bytes: usize,
+    /// Default upload rate limit per key, uploads per second (burst twice
+    /// that; 0: none). `adit keys set-rate` overrides it per key.
+    #[arg(long, env = "ADIT_RATE_LIMIT_PER_KEY", default_value_t = 50.0)]
+    pub rate_limit_per_key: f64,
     /// How long a key lookup is cached (revocations take effect within it).
     #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value = "2s")]
     pub key_cache_ttl: humantime::Duration,
@@ -249,6 +266,11 @@ impl ServeArgs {
         c.rules.lateness = self.lateness.into();
         c.rules.max_future = self.max_future.into();
         c.key_cache_ttl = self.key_cache_ttl.into();
+        c.limits.inflight_budget_bytes = self.inflight_budget_bytes;
+        c.limits.rate = adit_ingest::limits::Rate {
+            per_s: self.rate_limit_per_key,
+            burst: (2.0 * self.rate_limit_per_key).max(1.0),
+        };
         c.rollup = self.rollup.into_config();
         c.rollup.interval = self.rollup_interval.into();
         c

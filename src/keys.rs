@@ -39,6 +39,17 @@ pub async fn list(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn set_rate(client: &Client, id: i32, uploads_per_s: Option<f32>) -> anyhow::Result<()> {
+    if !auth::set_rate_limit(client, id, uploads_per_s).await? {
+        bail!("no active key with id {id} (see `adit keys list`)");
+    }
+    match uploads_per_s {
+        Some(r) => eprintln!("Key {id}: at most {r} uploads/s (0 = unlimited)."),
+        None => eprintln!("Key {id}: the server's default rate limit."),
+    }
+    Ok(())
+}
+
 pub async fn revoke(client: &Client, id: i32) -> anyhow::Result<()> {
     if !auth::revoke_key(client, id).await? {
         bail!("no active key with id {id} (see `adit keys list`)");

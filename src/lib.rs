@@ -35,6 +35,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 KeysCommand::List => keys::list(&client).await,
                 KeysCommand::Revoke { id } => keys::revoke(&client, id).await,
+                KeysCommand::SetRate {
+                    id, uploads_per_s, ..
+                } => keys::set_rate(&client, id, uploads_per_s).await,
             }
         }
         Command::Load(args) => loadcmd::load(args).await,

@@ -19,6 +19,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_archive",
         include_str!("../migrations/0003_archive.sql"),
     ),
+    (
+        "0004_key_rate_limits",
+        include_str!("../migrations/0004_key_rate_limits.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

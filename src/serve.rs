@@ -66,6 +66,13 @@ impl ServeConfig {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             writer: WriterConfig::test_config(database_url.clone()),
             key_cache_ttl: Duration::from_millis(200),
+            limits: Limits {
+                rate: adit_ingest::limits::Rate {
+                    per_s: 0.0,
+                    burst: 0.0,
+                },
+                ..Limits::default()
+            },
             ..Self::new(database_url)
         }
     }
@@ -126,6 +133,8 @@ pub async fn run(
         inflight: InFlight::default(),
         metrics,
         archive: archiver.as_ref().map(|a| a.handle.stats.clone()),
+        rate_limiter: Default::default(),
+        budget: adit_ingest::limits::ByteBudget::new(config.limits.inflight_budget_bytes),
     });
     info!(
         listen = %listener.local_addr()?,

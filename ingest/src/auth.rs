@@ -44,11 +44,13 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 }
 
 /// What a valid key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KeyInfo {
     pub id: i32,
     /// The site a collector key writes for; `None` for admin tokens.
     pub site_id: Option<i32>,
+    /// This key's upload rate limit; `None`: the server's default.
+    pub uploads_per_s: Option<f32>,
 }
 
 impl KeyInfo {
@@ -104,6 +106,22 @@ pub async fn list_keys(client: &impl GenericClient) -> Result<Vec<KeyRow>> {
         .collect())
 }
 
+/// Sets a key's upload rate limit (None: the server default; 0: none);
+/// false when no live key has that id.
+pub async fn set_rate_limit(
+    client: &impl GenericClient,
+    id: i32,
+    uploads_per_s: Option<f32>,
+) -> Result<bool> {
+    let n = client
+        .execute(
+            "UPDATE collector_keys SET uploads_per_s = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &uploads_per_s],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// Revokes a key; false when no live key has that id.
 pub async fn revoke_key(client: &impl GenericClient, id: i32) -> Result<bool> {
     let n = client
@@ -150,13 +168,15 @@ impl KeyCache {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT id, site_id FROM collector_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                "SELECT id, site_id, uploads_per_s FROM collector_keys \
+                 WHERE key_hash = $1 AND revoked_at IS NULL",
                 &[&&hash[..]],
             )
             .await?;
         let info = row.map(|r| KeyInfo {
             id: r.get(0),
             site_id: r.get(1),
+            uploads_per_s: r.get(2),
         });
         let mut entries = self.entries.write().expect("key cache lock");
         if entries.len() >= CACHE_MAX_ENTRIES {

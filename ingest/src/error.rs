@@ -44,6 +44,10 @@ pub enum Error {
     InvalidIdempotencyKey,
     #[error("Idempotency-Key already used with a different body")]
     IdempotencyConflict,
+    #[error("too many uploads for this key; retry in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
+    #[error("uploads in flight hold the whole memory budget ({budget_mib} MiB); retry later")]
+    Overloaded { budget_mib: usize },
     #[error("ingest queue is full ({capacity} uploads waiting); retry later")]
     QueueFull { capacity: usize },
     #[error("server is shutting down; retry later")]
@@ -78,7 +82,9 @@ impl Error {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull { .. }
+            | Self::Overloaded { .. }
             | Self::ShuttingDown
             | Self::DatabaseUnavailable { .. }
             | Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,6 +111,8 @@ impl Error {
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::QueueFull { .. } => "queue_full",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
             Self::DatabaseUnavailable { .. } => "database_unavailable",
             Self::NotReady { .. } => "not_ready",
@@ -126,10 +134,16 @@ impl Error {
         body.push_str(r#","code":""#);
         body.push_str(self.code());
         body.push_str(r#"","details":[]}"#);
+        let retry_after = match &self {
+            Self::RateLimited { retry_after_s } => Some(HeaderValue::from(*retry_after_s)),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                Some(HeaderValue::from_static(RETRY_AFTER_SECS))
+            }
+            _ => None,
+        };
         let mut resp = json_response(status, body);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        if let Some(v) = retry_after {
+            resp.headers_mut().insert(RETRY_AFTER, v);
         }
         resp
     }

@@ -13,6 +13,7 @@ pub mod decode;
 mod error;
 pub mod idempotency;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod validate;

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{KeyCache, KeyInfo};
 use crate::decode::{self, Encoding};
 use crate::idempotency::{self, Claim, InFlight};
+use crate::limits::{ByteBudget, Rate, RateLimiter};
 use crate::validate::{self, Rules};
 use crate::{json_response, Error, Result};
 
@@ -42,6 +43,11 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// How long an in-process graceful shutdown waits for open requests.
     pub shutdown_grace: Duration,
+    /// Bytes uploads in flight may hold (compressed body plus twice the
+    /// decompressed size); beyond it uploads get 503 at once.
+    pub inflight_budget_bytes: usize,
+    /// Default per-key upload rate (a key's own `uploads_per_s` wins).
+    pub rate: Rate,
 }
 
 impl Default for Limits {
@@ -52,6 +58,11 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            inflight_budget_bytes: 512 << 20,
+            rate: Rate {
+                per_s: 50.0,
+                burst: 100.0,
+            },
         }
     }
 }
@@ -67,6 +78,8 @@ pub struct State {
     pub rules: Rules,
     pub inflight: InFlight,
     pub metrics: crate::metrics::Metrics,
+    pub rate_limiter: RateLimiter,
+    pub budget: ByteBudget,
     /// The archive's counters, when archiving.
     pub archive: Option<std::sync::Arc<adit_writer::archive::ArchiveStats>>,
 }
@@ -131,6 +144,14 @@ where
     let (parts, body) = req.into_parts();
     let key = authenticate(&parts.headers, state).await?;
     let site_id = key.site_id.ok_or(Error::InvalidKey)?;
+    let rate = match key.uploads_per_s {
+        Some(r) => Rate {
+            per_s: f64::from(r),
+            burst: (2.0 * f64::from(r)).max(1.0),
+        },
+        None => state.limits.rate,
+    };
+    state.rate_limiter.check(key.id, rate, received_at)?;
     let encoding = Encoding::from_header(parts.headers.get(CONTENT_ENCODING))?;
     check_content_type(&parts.headers)?;
     let idem_key = parts
@@ -144,6 +165,8 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limits = &state.limits;
+    // Held until the answer is sent: bounds the memory of uploads in flight.
+    let _wire_bytes = state.budget.reserve(content_length.unwrap_or(0) as usize)?;
     let compressed = tokio::time::timeout(
         limits.body_read_timeout,
         decode::read_body(body, content_length, limits.max_body_bytes),
@@ -160,6 +183,8 @@ where
         bytes_in: compressed.len(),
     };
     let raw = decode::decompress(compressed, encoding, limits.max_decompressed_bytes)?;
+    // Parsed samples take about twice the JSON they came from.
+    let _parsed_bytes = state.budget.reserve(raw.len() * 2)?;
     let body = match idem_key {
         None => match write(state, &ctx, &raw, None).await? {
             Ack::Committed(body) => body,

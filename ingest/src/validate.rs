@@ -126,7 +126,7 @@ pub fn parse_batch(body: &[u8], rules: &Rules, now_micros: i64) -> Result<Parsed
                 }
                 out.rejects.push(Reject {
                     error,
-                    raw_json: raw.get().to_owned(),
+                    raw_json: clip(raw.get()),
                 });
             }
         }
@@ -135,6 +135,21 @@ pub fn parse_batch(body: &[u8], rules: &Rules, now_micros: i64) -> Result<Parsed
     out.summary.offline = out.summary.processed - out.summary.online;
     out.summary.rejected = out.rejects.len() as u32;
     Ok(out)
+}
+
+/// Longest raw row kept in `ingest_rejects`; longer ones are cut (at a
+/// character boundary) and marked, so a hostile 10 MB row costs 64 KiB.
+pub const MAX_REJECT_RAW_BYTES: usize = 64 * 1024;
+
+fn clip(raw: &str) -> String {
+    if raw.len() <= MAX_REJECT_RAW_BYTES {
+        return raw.to_owned();
+    }
+    let mut end = MAX_REJECT_RAW_BYTES;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[cut: {} bytes in all]", &raw[..end], raw.len())
 }
 
 /// Acceptable sample times, Unix microseconds.
