@@ -7,7 +7,7 @@
 #   scripts/pg.sh url      print postgres://adit@127.0.0.1:$PORT/adit (stdout)
 #   scripts/pg.sh psql …   psql into the "adit" database
 #
-# Environment: ADIT_PG_PORT (default 54329), ADIT_PG_BIN (PostgreSQL bin dir,
+# Environment: ADIT_PG_DIR (cluster directory, default .data/pg), ADIT_PG_PORT (default 54329), ADIT_PG_BIN (PostgreSQL bin dir,
 # default: newest /usr/lib/postgresql/*/bin, preferring 15+), ADIT_PG_WAIT
 # (seconds to wait for the server to accept connections, default 30).
 #
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-PGDIR="$ROOT/.data/pg"
+PGDIR="${ADIT_PG_DIR:-$ROOT/.data/pg}"
 PGDATA_DIR="$PGDIR/data"
 LOGFILE="$PGDIR/log"
 SOCKDIR="$PGDIR/sock"

@@ -44,13 +44,18 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 
 /// A new empty database, named after the test.
 pub async fn fresh_database(name: &str) -> String {
-    let admin = connect(&admin_url()).await;
+    fresh_database_on(&admin_url(), name).await
+}
+
+/// A new empty database on the cluster behind `admin`.
+pub async fn fresh_database_on(admin: &str, name: &str) -> String {
+    let client = connect(admin).await;
     let db = format!("adit_t_{}_{}", name, rand::random::<u32>());
-    admin
+    client
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .await
         .unwrap();
-    with_database(&admin_url(), &db)
+    with_database(admin, &db)
 }
 
 /// A running server with its own database.
@@ -68,7 +73,12 @@ impl TestServer {
     }
 
     pub async fn start_with(name: &str, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
-        let db_url = fresh_database(name).await;
+        Self::start_on(&admin_url(), name, tweak).await
+    }
+
+    /// A server with its own database on the cluster behind `admin`.
+    pub async fn start_on(admin: &str, name: &str, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
+        let db_url = fresh_database_on(admin, name).await;
         let mut config = ServeConfig::test_config(db_url.clone());
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -195,12 +205,19 @@ pub fn spawn_adit(
     env: &[(&str, &str)],
 ) -> std::process::Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_adit"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .env("DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
+    // Rate limits have their own test (tests/hostile.rs); load here is unlimited.
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--rate-limit-per-key",
+        "0",
+    ])
+    .args(args)
+    .env("DATABASE_URL", db_url)
+    .env("RUST_LOG", "warn")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
