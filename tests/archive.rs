@@ -12,12 +12,16 @@ use common::*;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-/// Rows for `site` around now and a day earlier: two daily windows.
+/// Rows for `site` in two whole past days (noon of the day before
+/// yesterday and of yesterday, ± 50 minutes): two daily windows whatever
+/// the time of day the test runs at.
 fn rows_for(site: i32, n: usize, tag: &str) -> Vec<String> {
-    let now = chrono::Utc::now().timestamp();
+    let midnight = chrono::Utc::now().timestamp().div_euclid(86_400) * 86_400;
+    let (noon_a, noon_b) = (midnight - 2 * 86_400 + 43_200, midnight - 86_400 + 43_200);
     (0..n)
         .map(|i| {
-            let ts = if i % 2 == 0 { now - 86_400 - i as i64 } else { now - 60 - (i as i64 % 3000) };
+            let spread = i as i64 % 3000;
+            let ts = if i % 2 == 0 { noon_a - spread } else { noon_b - spread };
             let extra = if i % 5 == 0 { r#","vendor_note":"fan swap""# } else { "" };
             format!(
                 r#"{{"miner_id":"{tag}{site}-{}","timestamp":{ts},"online":{},"hashrate_ghs":{}.5,
@@ -436,7 +440,7 @@ async fn the_archive_on_an_s3_compatible_server_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_cut_short_by_a_crash_is_undone_at_recovery() {
     let (srv, dir, url) = server_with_part_files("cutshort", 91, 2, 1_000).await;
-    let day = chrono::Utc::now().date_naive();
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(1);
     let window_dir = dir.join(format!("miner_telemetry/site_id=91/date={day}"));
     let files_before = std::fs::read_dir(&window_dir).unwrap().count();
     // The state a crash leaves mid-compaction: the merged file uploaded and
