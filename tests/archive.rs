@@ -302,22 +302,21 @@ async fn a_store_that_is_down_delays_the_archive_but_not_ingest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_archiving_then_restart_leaves_an_exact_archive() {
     let (dir, url) = temp_archive("kill");
-    let db_url = fresh_database("archkill").await;
-    let port = free_port();
     let args = [
         "--archive-url",
         url.as_str(),
         "--archive-flush-interval",
         "700ms",
     ];
-    let mut child = spawn_adit(&db_url, port, &args, &[]);
-    wait_healthy(port).await;
-    let db = connect(&db_url).await;
-    let key = adit_ingest::auth::create_key(&db, Some(71), None)
-        .await
-        .unwrap()
-        .1;
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Spawned {
+        mut child,
+        db_url,
+        db,
+        key,
+        port,
+        addr,
+        ..
+    } = spawn_with_key("archkill", 71, &args, &[]).await;
     let started = Instant::now();
     let mut round = 0;
     // Upload until some files exist, then kill mid-stream.
@@ -400,22 +399,16 @@ async fn the_archive_on_an_s3_compatible_server_verifies() {
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_REGION", "us-east-1"),
     ];
-    let db_url = fresh_database("archs3").await;
-    let port = free_port();
     let url = "s3://adit-test/fleet";
-    let mut child = spawn_adit(
-        &db_url,
-        port,
-        &["--archive-url", url, "--archive-flush-interval", "500ms"],
-        &env,
-    );
-    wait_healthy(port).await;
-    let db = connect(&db_url).await;
-    let key = adit_ingest::auth::create_key(&db, Some(81), None)
-        .await
-        .unwrap()
-        .1;
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let args = ["--archive-url", url, "--archive-flush-interval", "500ms"];
+    let Spawned {
+        mut child,
+        db_url,
+        db,
+        key,
+        addr,
+        ..
+    } = spawn_with_key("archs3", 81, &args, &env).await;
     upload_all(addr, &key, &rows_for(81, 20_000, "s")).await;
     drained(&db).await;
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))

@@ -15,16 +15,15 @@ const ROWS_PER_UPLOAD: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_after_acknowledgements_loses_no_acknowledged_row() {
-    let db_url = fresh_database("crash").await;
-    let port = free_port();
-    let mut child = spawn_adit(&db_url, port, &[], &[]);
-    wait_healthy(port).await;
-    let db = connect(&db_url).await;
-    let key = adit_ingest::auth::create_key(&db, Some(9), None)
-        .await
-        .unwrap()
-        .1;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Spawned {
+        mut child,
+        db_url,
+        db,
+        key,
+        port,
+        addr,
+        ..
+    } = spawn_with_key("crash", 9, &[], &[]).await;
 
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));

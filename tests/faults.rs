@@ -188,16 +188,13 @@ async fn postgres_restarted_under_load_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_what_it_took_and_exits_zero() {
-    let db_url = fresh_database("sigterm").await;
-    let port = free_port();
-    let mut child = spawn_adit(&db_url, port, &[], &[]);
-    wait_healthy(port).await;
-    let db = connect(&db_url).await;
-    let key = adit_ingest::auth::create_key(&db, Some(4), None)
-        .await
-        .unwrap()
-        .1;
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Spawned {
+        mut child,
+        db,
+        key,
+        addr,
+        ..
+    } = spawn_with_key("sigterm", 4, &[], &[]).await;
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tasks: Vec<_> = (0..4)

@@ -224,6 +224,39 @@ pub fn spawn_adit(
     cmd.spawn().expect("adit binary starts")
 }
 
+/// The real binary serving a fresh database, and a collector key for `site`.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub db_url: String,
+    pub db: tokio_postgres::Client,
+    pub key: String,
+    pub port: u16,
+    pub addr: SocketAddr,
+}
+
+/// Starts `adit serve` (with `args`, `env`) on a fresh database named after
+/// the test, waits until it is healthy, and creates a key for `site`.
+pub async fn spawn_with_key(name: &str, site: i32, args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    let db_url = fresh_database(name).await;
+    let port = free_port();
+    let child = spawn_adit(&db_url, port, args, env);
+    wait_healthy(port).await;
+    let db = connect(&db_url).await;
+    let key = adit_ingest::auth::create_key(&db, Some(site), None)
+        .await
+        .unwrap()
+        .1;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    Spawned {
+        child,
+        db_url,
+        db,
+        key,
+        port,
+        addr,
+    }
+}
+
 /// Waits (up to 30 s) until /health answers on `port`.
 pub async fn wait_healthy(port: u16) {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
