@@ -184,6 +184,32 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "ADIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs
+    /// --tls-key. Plain HTTP when unset (fine on loopback or behind a proxy).
+    #[arg(long, env = "ADIT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "ADIT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Open client connections at most; one more is answered 503 and closed.
+    #[arg(long, env = "ADIT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Close a kept-alive connection after this long without a request.
+    #[arg(long, env = "ADIT_KEEP_ALIVE_TIMEOUT", default_value = "5s")]
+    pub keep_alive_timeout: humantime::Duration,
+    /// Time a client gets to send its request headers (and to finish the
+    /// TLS handshake); slower ones are disconnected (slowloris).
+    #[arg(long, env = "ADIT_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: humantime::Duration,
+    /// Time a client gets to send its whole body (400 after it).
+    #[arg(long, env = "ADIT_BODY_READ_TIMEOUT", default_value = "30s")]
+    pub body_read_timeout: humantime::Duration,
+    /// Largest request head (request line plus headers); larger gets 431.
+    #[arg(long, env = "ADIT_MAX_HEADER_BYTES", default_value_t = 64 << 10)]
+    pub max_header_bytes: usize,
+    /// How long SIGTERM waits for open requests before closing them.
+    #[arg(long, env = "ADIT_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
     /// Where the Parquet archive goes: file:///path or s3://bucket/prefix
     /// (S3 credentials, region and endpoint from the AWS_* variables). No
     /// archive when unset.
@@ -219,6 +245,22 @@ pub struct ServeArgs {
     /// Most rows in one upload; larger batches are refused whole (413).
     #[arg(long, env = "ADIT_MAX_ROWS_PER_UPLOAD", default_value_t = 20_000)]
     pub max_rows_per_upload: usize,
+    /// Longest `miner_id`, in characters.
+    #[arg(long, env = "ADIT_MAX_MINER_ID_CHARS", default_value_t = 64)]
+    pub max_miner_id_chars: usize,
+    /// Longest string field, in characters (pool_url and error_message:
+    /// --max-long-string-chars); a longer one rejects its row.
+    #[arg(long, env = "ADIT_MAX_STRING_CHARS", default_value_t = 256)]
+    pub max_string_chars: usize,
+    /// Longest pool_url or error_message, in characters.
+    #[arg(long, env = "ADIT_MAX_LONG_STRING_CHARS", default_value_t = 1024)]
+    pub max_long_string_chars: usize,
+    /// Most items in temperature_chips.
+    #[arg(long, env = "ADIT_MAX_TEMPERATURE_CHIPS", default_value_t = 1024)]
+    pub max_temperature_chips: usize,
+    /// Most items in fan_speeds and in boards.
+    #[arg(long, env = "ADIT_MAX_FANS_AND_BOARDS", default_value_t = 32)]
+    pub max_fans_and_boards: usize,
     /// Oldest sample `timestamp` accepted, relative to the server clock.
     #[arg(long, env = "ADIT_LATENESS", default_value = "7days")]
     pub lateness: humantime::Duration,
@@ -266,6 +308,19 @@ impl ServeArgs {
         c.rules.lateness = self.lateness.into();
         c.rules.max_future = self.max_future.into();
         c.key_cache_ttl = self.key_cache_ttl.into();
+        c.tls = self.tls_cert.zip(self.tls_key);
+        c.limits.max_connections = self.max_connections;
+        c.limits.keep_alive_timeout = self.keep_alive_timeout.into();
+        c.limits.header_read_timeout = self.header_read_timeout.into();
+        c.limits.body_read_timeout = self.body_read_timeout.into();
+        c.limits.max_header_bytes = self.max_header_bytes;
+        c.limits.shutdown_grace = self.shutdown_grace.into();
+        c.rules.miner_id_max_chars = self.max_miner_id_chars;
+        c.rules.string_max_chars = self.max_string_chars;
+        c.rules.long_string_max_chars = self.max_long_string_chars;
+        c.rules.max_temperature_chips = self.max_temperature_chips;
+        c.rules.max_fans = self.max_fans_and_boards;
+        c.rules.max_boards = self.max_fans_and_boards;
         c.limits.inflight_budget_bytes = self.inflight_budget_bytes;
         c.limits.rate = adit_ingest::limits::Rate {
             per_s: self.rate_limit_per_key,

@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub rules: Rules,
     pub key_cache_ttl: Duration,
     pub rollup: adit_rollup::RollupConfig,
+    /// PEM certificate chain and private key: serve HTTPS when both are set.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Daily partitions kept ready around today.
@@ -57,6 +59,7 @@ impl ServeConfig {
             rules: Rules::default(),
             key_cache_ttl: Duration::from_secs(2),
             rollup: adit_rollup::RollupConfig::default(),
+            tls: None,
         }
     }
 
@@ -92,6 +95,25 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(adit_ingest::tls_acceptor(cert, key).with_context(|| {
+            format!(
+                "cannot use --tls-cert {} / --tls-key {}",
+                cert.display(),
+                key.display()
+            )
+        })?),
+        None => None,
+    };
+    match adit_ingest::listen::raise_fd_limit() {
+        Ok(n) if (n as usize) < config.limits.max_connections + 256 => warn!(
+            open_files = n,
+            max_connections = config.limits.max_connections,
+            "The open-file limit is below --max-connections; raise it (ulimit -n)."
+        ),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "Cannot read the open-file limit."),
+    }
     let mut client = db::connect(&config.database_url).await?;
     if config.migrate {
         crate::migrate::migrate(&mut client).await?;
@@ -140,9 +162,11 @@ pub async fn run(
         listen = %listener.local_addr()?,
         writers = config.writer.workers,
         discard = config.writer.discard,
+        tls = tls.is_some(),
+        max_connections = config.limits.max_connections,
         "adit is serving."
     );
-    adit_ingest::run(listener, state, shutdown).await;
+    adit_ingest::run(listener, state, tls, shutdown).await;
     info!("Draining the writer.");
     writer.shutdown().await;
     if let Some(archiver) = archiver {

@@ -14,9 +14,11 @@ mod error;
 pub mod idempotency;
 pub mod json;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod server;
 pub mod validate;
 
 pub use error::{json_response, Error, Result};
-pub use server::{handle, run, Limits, State};
+pub use listen::{run, tls_acceptor};
+pub use server::{handle, Limits, State};

@@ -27,6 +27,10 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections refused because the cap was reached.
+    pub connections_refused: AtomicU64,
     /// Age of the oldest closed hour not rolled up yet, set by the rollup worker.
     pub rollup_lag_s: Arc<AtomicU64>,
 }
@@ -118,6 +122,18 @@ impl Metrics {
             &hist,
         );
 
+        metric(
+            "adit_connections_open",
+            "gauge",
+            "Client connections open now.",
+            &one(get(&self.connections_open)),
+        );
+        metric(
+            "adit_connections_refused_total",
+            "counter",
+            "Connections answered 503 and closed because --max-connections were open.",
+            &one(get(&self.connections_refused)),
+        );
         let w = writer.stats();
         let (enq, deq) = (get(&w.enqueued), get(&w.dequeued));
         metric(

@@ -1,13 +1,9 @@
 //! The HTTP server: routing, the upload handler, health and readiness.
 //! [`handle`] is a plain function of a request and the [`State`], so most
-//! tests call it in-process; [`run`] serves it on a listener until the
-//! shutdown future completes.
+//! tests call it in-process; [`crate::listen::run`] serves it on a
+//! listener.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adit_writer::{Ack, Idempotency, Upload, WriterHandle};
@@ -15,13 +11,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::auth::{KeyCache, KeyInfo};
 use crate::decode::{self, Encoding};
@@ -30,15 +22,24 @@ use crate::limits::{ByteBudget, Rate, RateLimiter};
 use crate::validate::{self, Rules};
 use crate::{json_response, Error, Result};
 
-/// Request-level limits (row-level ones live in [`Rules`]).
+/// Front-door limits (row-level ones live in [`Rules`]).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Body size as received (compressed).
     pub max_body_bytes: usize,
     /// Body size after decompression.
     pub max_decompressed_bytes: usize,
-    /// Time a client gets to send its request headers.
+    /// Time a client gets to send its request headers (and to finish the
+    /// TLS handshake).
     pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) read, in bytes.
+    pub max_header_bytes: usize,
+    /// Open connections at most; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// A kept-alive connection with no request in flight is closed after
+    /// this long. The header read timeout also runs while a connection
+    /// waits for its next request, so the shorter of the two applies.
+    pub keep_alive_timeout: Duration,
     /// Time a client gets to send its whole body.
     pub body_read_timeout: Duration,
     /// How long an in-process graceful shutdown waits for open requests.
@@ -56,6 +57,9 @@ impl Default for Limits {
             max_body_bytes: 8 << 20,
             max_decompressed_bytes: 32 << 20,
             header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+            max_connections: 10_000,
+            keep_alive_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             inflight_budget_bytes: 512 << 20,
@@ -340,50 +344,4 @@ async fn ready(state: &State) -> Result<Response<Full<Bytes>>> {
             r#"{{"success":true,"data":{{"database":true,"queue_depth":{depth},"queue_capacity":{capacity}}}}}"#
         ),
     ))
-}
-
-/// Serves `state` on `listener` until `shutdown` completes, then stops
-/// accepting and lets open requests finish (up to `shutdown_grace`).
-pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = pin!(shutdown);
-    let header_timeout = state.limits.header_read_timeout;
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    warn!(error = %e, "Accept failed.");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let st = state.clone();
-        let service = service_fn(move |req| {
-            let st = st.clone();
-            async move { Ok::<_, Infallible>(handle(req, &st).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(error = %e, "Connection ended with an error.");
-            }
-        });
-    }
-    drop(listener);
-    info!("Stopped accepting; waiting for open requests.");
-    if tokio::time::timeout(state.limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("Open requests outlived the shutdown grace period.");
-    }
 }

@@ -81,6 +81,7 @@ impl TestServer {
         let db_url = fresh_database_on(admin, name).await;
         let mut config = ServeConfig::test_config(db_url.clone());
         tweak(&mut config);
+        let tls = config.tls.is_some();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -88,8 +89,23 @@ impl TestServer {
             let _ = stopped.await;
         }));
         let db = connect(&db_url).await;
-        // Ready once /health answers (migrations ran before the listener serves).
+        // Ready once /health answers (migrations ran before the listener
+        // serves); over TLS, once a plain-text probe is hung up on.
         for _ in 0..200 {
+            if tls {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut probe = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let _ = probe.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
+                let mut buf = Vec::new();
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_millis(100),
+                    probe.read_to_end(&mut buf),
+                );
+                if read.await.is_ok() {
+                    break;
+                }
+                continue;
+            }
             if let Ok((StatusCode::OK, _, _)) = get(addr, "/health").await {
                 break;
             }
