@@ -276,6 +276,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
                 }
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
         Ok(lim.rlim_cur as u64)
     }
     #[cfg(not(unix))]
