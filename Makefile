@@ -13,7 +13,7 @@ CARGO_TEST  ?= $(CARGO) test --workspace
 CARGO_BUILD ?= $(CARGO) build --release
 PG          := scripts/pg.sh
 
-.PHONY: setup build pg-start pg-stop test run bench fmt lint clean-data
+.PHONY: setup build pg-start pg-stop test fuzz run bench fmt lint clean-data
 
 setup:
 	@scripts/setup.sh
@@ -34,6 +34,10 @@ test: setup pg-start
 	echo "make test: DATABASE_URL=$$DATABASE_URL"; \
 	$(CARGO_TEST) 2>&1 | tee .data/test.log; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' .data/test.log
+	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
+
+fuzz:
+	@scripts/fuzz.sh
 
 run: setup build pg-start
 	@scripts/run.sh

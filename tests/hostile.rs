@@ -155,6 +155,16 @@ async fn hostile_inputs_get_clear_answers_and_write_nothing() {
             "duplicate keys",
             r#"[{"miner_id":"a","miner_id":"b"}]"#.to_string(),
         ),
+        // Found by the fuzzer: these once reached the jsonb `extra` column,
+        // where PostgreSQL refuses them (and with them the whole COPY).
+        (
+            "unpaired surrogate, unknown field",
+            r#"[{"miner_id":"a","note":"\ud83d alone"}]"#.to_string(),
+        ),
+        (
+            "\\u0000 in an unknown field name",
+            r#"[{"miner_id":"a","no\u0000te":1}]"#.to_string(),
+        ),
     ] {
         let (status, _, resp) = upload(srv.addr, &key, &body, &[]).await;
         table.push(format!("{name:32} {status} (row rejected)"));

@@ -118,3 +118,77 @@ mod tests {
         assert!(!nests_deeper_than(ok.as_bytes(), 64));
     }
 }
+
+/// A `\u` escape PostgreSQL's `jsonb` refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadEscape {
+    /// `\u0000`.
+    Nul,
+    /// A high surrogate not followed by a low one, or a low one alone.
+    Surrogate,
+}
+
+/// Checks the `\u` escapes of raw JSON text (already known to be
+/// well-formed otherwise): what serde's raw scan does not decode.
+pub fn check_escapes(text: &[u8]) -> Result<(), BadEscape> {
+    fn hex4(t: &[u8]) -> Option<u32> {
+        let s = std::str::from_utf8(t.get(..4)?).ok()?;
+        u32::from_str_radix(s, 16).ok()
+    }
+    let mut i = 0;
+    // Set after a high surrogate: the next thing must be a low one.
+    let mut want_low = false;
+    while i < text.len() {
+        if text[i] != b'\\' {
+            if want_low {
+                return Err(BadEscape::Surrogate);
+            }
+            i += 1;
+            continue;
+        }
+        let Some(&c) = text.get(i + 1) else { break };
+        if c != b'u' {
+            if want_low {
+                return Err(BadEscape::Surrogate);
+            }
+            i += 2;
+            continue;
+        }
+        let Some(u) = hex4(&text[i + 2..]) else {
+            // Malformed escapes are the parser's to refuse.
+            return Ok(());
+        };
+        match u {
+            0 => return Err(BadEscape::Nul),
+            0xD800..=0xDBFF if !want_low => want_low = true,
+            0xDC00..=0xDFFF if want_low => want_low = false,
+            0xD800..=0xDFFF => return Err(BadEscape::Surrogate),
+            _ if want_low => return Err(BadEscape::Surrogate),
+            _ => {}
+        }
+        i += 6;
+    }
+    if want_low {
+        return Err(BadEscape::Surrogate);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::{check_escapes, BadEscape};
+
+    #[test]
+    fn escapes_postgres_refuses_are_found() {
+        let ok = |t: &str| check_escapes(t.as_bytes());
+        assert_eq!(ok(r#""plain""#), Ok(()));
+        assert_eq!(ok(r#""\u00e9 \ud83d\ude00 \n""#), Ok(()));
+        assert_eq!(ok(r#""a literal \\u0000 is text""#), Ok(()));
+        assert_eq!(ok(r#"{"a":"\u0000"}"#), Err(BadEscape::Nul));
+        assert_eq!(ok(r#""\ud83dxx""#), Err(BadEscape::Surrogate));
+        assert_eq!(ok(r#""\ud83d""#), Err(BadEscape::Surrogate));
+        assert_eq!(ok(r#""\ude00""#), Err(BadEscape::Surrogate));
+        assert_eq!(ok(r#""\ud83d\ud83d""#), Err(BadEscape::Surrogate));
+        assert_eq!(ok(r#""\ud83d\n""#), Err(BadEscape::Surrogate));
+    }
+}

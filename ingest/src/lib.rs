@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod decode;
 mod error;
+pub mod fuzzing;
 pub mod idempotency;
 pub mod json;
 pub mod limits;

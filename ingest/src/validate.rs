@@ -118,7 +118,7 @@ pub fn parse_batch(body: &[u8], rules: &Rules, now_micros: i64) -> Result<Parsed
             Err(Invalid { field, reason }) => {
                 let error = RowError {
                     index: index as u32,
-                    field: field.into_owned(),
+                    field: field_name(field),
                     reason,
                 };
                 if out.summary.errors.len() < MAX_LISTED_ERRORS {
@@ -150,6 +150,38 @@ fn clip(raw: &str) -> String {
         end -= 1;
     }
     format!("{}…[cut: {} bytes in all]", &raw[..end], raw.len())
+}
+
+/// Longest field name echoed back or stored with a reject.
+const MAX_FIELD_NAME_CHARS: usize = 128;
+
+/// A field name as the client sent it, made safe to echo and to store in a
+/// text column: control characters (NUL included) escaped, cut at
+/// [`MAX_FIELD_NAME_CHARS`].
+fn field_name(name: Cow<'_, str>) -> String {
+    if name.len() <= MAX_FIELD_NAME_CHARS && !name.chars().any(char::is_control) {
+        return name.into_owned();
+    }
+    let mut out = String::new();
+    let mut chars = 0;
+    for c in name.chars() {
+        let width = if c.is_control() {
+            c.escape_unicode().count()
+        } else {
+            1
+        };
+        if chars + width > MAX_FIELD_NAME_CHARS {
+            out.push('…');
+            break;
+        }
+        chars += width;
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Acceptable sample times, Unix microseconds.
@@ -273,9 +305,7 @@ fn parse_row<'a>(
                 if extra.iter().any(|(k, _)| *k == key) {
                     return Err(fail("duplicate key".into()));
                 }
-                if v.get().contains("\\u0000") {
-                    return Err(fail("contains \\u0000, which cannot be stored".into()));
-                }
+                check_storable(key, v).map_err(fail)?;
                 extra.push((key, v));
                 continue;
             }
@@ -319,6 +349,22 @@ fn render_object(members: &[(&Cow<'_, str>, &RawValue)]) -> String {
     }
     out.push('}');
     out
+}
+
+/// An unknown member's value goes to a `jsonb` column as it came, so it
+/// must be JSON that PostgreSQL stores: no `\u0000` (in the name either),
+/// no unpaired UTF-16 surrogate escape (which the raw scan lets through).
+fn check_storable(key: &str, v: &RawValue) -> std::result::Result<(), String> {
+    if key.contains('\0') {
+        return Err("a member name contains \\u0000, which cannot be stored".into());
+    }
+    match crate::json::check_escapes(v.get().as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(crate::json::BadEscape::Nul) => Err("contains \\u0000, which cannot be stored".into()),
+        Err(crate::json::BadEscape::Surrogate) => {
+            Err("contains an unpaired UTF-16 surrogate escape".into())
+        }
+    }
 }
 
 fn f32c(v: f64) -> f32 {
