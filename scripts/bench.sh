@@ -5,7 +5,9 @@
 #   (b) adit end to end at max throughput (closed model) + ratio to (a)
 #   (c) front door alone (writer in discard mode)
 #   (d) p50/p99 at half of (b)'s rate (open model)
-#   (e) peak RSS of adit
+#   (e) peak RSS of adit: in (b)+(d), and under (g)
+#   (g) overload: open model at 3x (b)'s rate, no client retries; what is
+#       acknowledged is verified, the rest is shed with 503
 #   (f) criterion figures
 # Prints one table and writes target/bench/latest.json.
 # Knobs (environment): BENCH_RAW_ROWS, BENCH_SECONDS, BENCH_CONCURRENCY,
@@ -113,6 +115,19 @@ echo "  archive: $archive_files Parquet files" >&2
 psql_q "$admin_url" "DROP DATABASE adit_bench_e2e" >/dev/null
 rm -rf "$out/archive"
 
+# ---- (g) overload: 3x the maximum rate ---------------------------------
+over_rate=$(python3 -c "import json; print(round(json.load(open('$out/e2e.json'))['uploads_per_s'] * 3, 2))")
+say "(g) overload: open model at $over_rate uploads/s (3x max), ${SECONDS_RUN}s, no retries"
+over_url=$(fresh_db adit_bench_over)
+rm -rf "$out/archive"
+start_server "$over_url" --archive-url "file://$root/$out/archive"
+load "$over_url" "$out/overload.json" --create-sites "$SITES" --rate "$over_rate" \
+    --max-in-flight 4000 --retries 0 --duration "${SECONDS_RUN}s" --verify
+over_rss=$(peak_rss_mib)
+stop_server
+psql_q "$admin_url" "DROP DATABASE adit_bench_over" >/dev/null
+rm -rf "$out/archive"
+
 # ---- (c) front door alone -----------------------------------------------
 say "(c) front door alone (writer discards), ${SECONDS_RUN}s"
 fd_url=$(fresh_db adit_bench_fd)
@@ -132,11 +147,14 @@ else
 fi
 
 # ---- table and JSON -------------------------------------------------------
-RAW_1=$raw_1 RAW_2=$raw_2 RSS=$rss CPU_TICKS=$cpu_ticks OUT=$out python3 - <<'EOF'
+RAW_1=$raw_1 RAW_2=$raw_2 RSS=$rss OVER_RSS=$over_rss CPU_TICKS=$cpu_ticks OUT=$out python3 - <<'EOF'
 import json, os, datetime, platform
 out = os.environ["OUT"]
 ld = lambda n: json.load(open(f"{out}/{n}.json"))
 e2e, half, fd, crit = ld("e2e"), ld("half"), ld("frontdoor"), ld("criterion")
+over = ld("overload")
+over_sent = max(sum(over["status_counts"].values()), 1)
+over_shed = over["status_counts"].get("503", 0) / over_sent
 raw1, raw2 = int(os.environ["RAW_1"]), int(os.environ["RAW_2"])
 raw = max(raw1, raw2)
 cpu = open("/proc/cpuinfo").read()
@@ -156,7 +174,12 @@ latest = {
     "half_max_rate_uploads_per_s": half["uploads_per_s"],
     "p50_ms_at_half_max": half["latency_ms_p50"],
     "p99_ms_at_half_max": half["latency_ms_p99"],
-    "peak_rss_mib": float(os.environ["RSS"]),
+    "peak_rss_mib": max(float(os.environ["RSS"]), float(os.environ["OVER_RSS"])),
+    "overload_offered_uploads_per_s": round(e2e["uploads_per_s"] * 3, 2),
+    "overload_peak_rss_mib": float(os.environ["OVER_RSS"]),
+    "overload_acked_rows_per_s": round(over["rows_per_s"]),
+    "overload_shed_fraction": round(over_shed, 3),
+    "overload_verified": over.get("verified"),
     "parquet_rows_per_s_per_core": parquet,
     "criterion": crit,
     "machine": {"cores": os.cpu_count(), "cpu_model": model},
@@ -177,6 +200,10 @@ rows = [
     ("p50 ms at half max", latest["p50_ms_at_half_max"], f"at {half['uploads_per_s']:.1f} uploads/s"),
     ("p99 ms at half max", latest["p99_ms_at_half_max"], "target <= 200"),
     ("peak RSS MiB", latest["peak_rss_mib"], "target <= 1024"),
+    ("  at 3x max offered load", latest["overload_peak_rss_mib"],
+     f"{latest['overload_offered_uploads_per_s']:.0f} uploads/s offered, {over_shed:.0%} shed with 503, "
+     + ("acked verified" if over.get("verified") else "NOT VERIFIED")),
+    ("  acked rows/s under overload", latest["overload_acked_rows_per_s"], ""),
     ("adit CPU s per million rows (e2e)", latest["adit_cpu_s_per_million_rows"], "user+sys"),
     ("Parquet rows/s per core", parquet, ""),
 ]
