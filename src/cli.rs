@@ -158,6 +158,9 @@ pub struct RollupArgs {
     /// Days of raw telemetry kept (whole daily partitions are dropped).
     #[arg(long, env = "ADIT_RETENTION_TELEMETRY_DAYS", default_value_t = 90)]
     pub retention_telemetry_days: i32,
+    /// Days of collector heartbeats kept.
+    #[arg(long, env = "ADIT_RETENTION_HEARTBEAT_DAYS", default_value_t = 7)]
+    pub retention_heartbeat_days: i32,
     /// Days of upload log kept.
     #[arg(long, env = "ADIT_RETENTION_UPLOAD_LOG_DAYS", default_value_t = 7)]
     pub retention_upload_log_days: i32,
@@ -171,6 +174,7 @@ impl RollupArgs {
             retention_days: vec![
                 ("miner_telemetry", self.retention_telemetry_days),
                 ("upload_log", self.retention_upload_log_days),
+                ("agent_heartbeats", self.retention_heartbeat_days),
             ],
             ..Default::default()
         }
@@ -269,7 +273,7 @@ pub struct ServeArgs {
     pub max_future: humantime::Duration,
     /// Bytes that uploads in flight may hold (compressed body plus twice the
     /// decompressed size); beyond it uploads get 503 at once.
-    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value_t = 512 << 20)]
+    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value_t = 256 << 20)]
     pub inflight_budget_bytes: usize,
     /// Default upload rate limit per key, uploads per second (burst twice
     /// that; 0: none). `adit keys set-rate` overrides it per key.
@@ -284,6 +288,27 @@ pub struct ServeArgs {
     pub rollup_interval: humantime::Duration,
     #[command(flatten)]
     pub rollup: RollupArgs,
+    /// How often the latest state per miner is written to miner_live
+    /// (a miner costs at most one row write per interval).
+    #[arg(long, env = "ADIT_LIVE_FLUSH_INTERVAL", default_value = "2s")]
+    pub live_flush_interval: humantime::Duration,
+    /// Do not track live state or raise telemetry events.
+    #[arg(long, env = "ADIT_NO_LIVE")]
+    pub no_live: bool,
+    /// How often command timeouts, expiry and collector silence are checked.
+    #[arg(long, env = "ADIT_CONTROL_SWEEP_INTERVAL", default_value = "5s")]
+    pub control_sweep_interval: humantime::Duration,
+    /// A collector's heartbeat interval when its heartbeat does not say;
+    /// silent for 3 intervals raises agent_offline.
+    #[arg(long, env = "ADIT_HEARTBEAT_INTERVAL", default_value = "30s")]
+    pub heartbeat_interval: humantime::Duration,
+    /// high_temperature opens when temperature_max is above this (°C).
+    #[arg(long, env = "ADIT_HIGH_TEMPERATURE_C", default_value_t = 85.0)]
+    pub high_temperature_c: f64,
+    /// hashrate_drop opens when hashrate_ghs is under this share of
+    /// hashrate_expected_ghs.
+    #[arg(long, env = "ADIT_HASHRATE_DROP_SHARE", default_value_t = 0.7)]
+    pub hashrate_drop_share: f64,
     /// Benchmarking only: acknowledge uploads without writing them.
     #[arg(long, env = "ADIT_DISCARD", hide = true)]
     pub discard: bool,
@@ -325,6 +350,14 @@ impl ServeArgs {
         c.limits.rate = adit_ingest::limits::Rate {
             per_s: self.rate_limit_per_key,
             burst: (2.0 * self.rate_limit_per_key).max(1.0),
+        };
+        c.control = adit_control::ControlConfig {
+            live_flush_interval: self.live_flush_interval.into(),
+            sweep_interval: self.control_sweep_interval.into(),
+            heartbeat_interval: self.heartbeat_interval.into(),
+            high_temperature_c: self.high_temperature_c,
+            hashrate_drop_share: self.hashrate_drop_share,
+            live_enabled: !self.no_live,
         };
         c.rollup = self.rollup.into_config();
         c.rollup.interval = self.rollup_interval.into();

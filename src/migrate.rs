@@ -23,6 +23,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_key_rate_limits",
         include_str!("../migrations/0004_key_rate_limits.sql"),
     ),
+    (
+        "0005_control",
+        include_str!("../migrations/0005_control.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

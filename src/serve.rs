@@ -34,6 +34,7 @@ pub struct ServeConfig {
     pub rules: Rules,
     pub key_cache_ttl: Duration,
     pub rollup: adit_rollup::RollupConfig,
+    pub control: adit_control::ControlConfig,
     /// PEM certificate chain and private key: serve HTTPS when both are set.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
@@ -60,6 +61,7 @@ impl ServeConfig {
             key_cache_ttl: Duration::from_secs(2),
             rollup: adit_rollup::RollupConfig::default(),
             tls: None,
+            control: adit_control::ControlConfig::default(),
         }
     }
 
@@ -69,6 +71,11 @@ impl ServeConfig {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             writer: WriterConfig::test_config(database_url.clone()),
             key_cache_ttl: Duration::from_millis(200),
+            control: adit_control::ControlConfig {
+                live_flush_interval: Duration::from_millis(100),
+                sweep_interval: Duration::from_millis(200),
+                ..Default::default()
+            },
             limits: Limits {
                 rate: adit_ingest::limits::Rate {
                     per_s: 0.0,
@@ -145,6 +152,14 @@ pub async fn run(
     });
 
     let pool = db::pool(&config.database_url, 16)?;
+    let control = adit_control::Control::new(pool.clone(), config.control.clone());
+    if config.control.live_enabled {
+        writer_config.on_commit = Some(control.live.clone());
+    }
+    let sweeper = tokio::spawn(adit_control::sweep::run(
+        control.clone(),
+        config.database_url.clone(),
+    ));
     let writer = Writer::spawn(writer_config);
     let state = Arc::new(State {
         keys: KeyCache::new(pool.clone(), config.key_cache_ttl),
@@ -157,6 +172,7 @@ pub async fn run(
         archive: archiver.as_ref().map(|a| a.handle.stats.clone()),
         rate_limiter: Default::default(),
         budget: adit_ingest::limits::ByteBudget::new(config.limits.inflight_budget_bytes),
+        control: control.clone(),
     });
     info!(
         listen = %listener.local_addr()?,
@@ -172,6 +188,13 @@ pub async fn run(
     if let Some(archiver) = archiver {
         info!("Flushing the archive.");
         archiver.shutdown().await;
+    }
+    // The last live state and events (the sweeper may be mid-flush).
+    sweeper.abort();
+    if let Ok(client) = db::connect(&config.database_url).await {
+        if let Err(e) = control.live.flush(&client).await {
+            warn!(error = %e, "Could not write the last live state.");
+        }
     }
     maintenance.abort();
     if let Some(r) = rollups {

@@ -91,7 +91,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -118,12 +118,12 @@ pub async fn run(
         tokio::spawn(async move {
             st.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
             match tls {
-                None => serve_connection(stream, st.clone(), stop).await,
+                None => serve_connection(stream, st.clone(), stop, peer).await,
                 Some(tls) => {
                     match tokio::time::timeout(st.limits.header_read_timeout, tls.accept(stream))
                         .await
                     {
-                        Ok(Ok(stream)) => serve_connection(stream, st.clone(), stop).await,
+                        Ok(Ok(stream)) => serve_connection(stream, st.clone(), stop, peer).await,
                         Ok(Err(e)) => debug!(error = %e, "TLS handshake failed."),
                         Err(_) => debug!("TLS handshake timed out."),
                     }
@@ -194,8 +194,12 @@ impl Drop for Busy {
     }
 }
 
-async fn serve_connection<IO>(io: IO, state: Arc<State>, mut stop: watch::Receiver<bool>)
-where
+async fn serve_connection<IO>(
+    io: IO,
+    state: Arc<State>,
+    mut stop: watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &state.limits;
@@ -206,7 +210,8 @@ where
     });
     let st = state.clone();
     let act = activity.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(crate::server::PeerAddr(peer));
         let st = st.clone();
         let busy = Busy::new(&act);
         async move {

@@ -62,7 +62,7 @@ impl Default for Limits {
             keep_alive_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
-            inflight_budget_bytes: 512 << 20,
+            inflight_budget_bytes: 256 << 20,
             rate: Rate {
                 per_s: 50.0,
                 burst: 100.0,
@@ -86,7 +86,19 @@ pub struct State {
     pub budget: ByteBudget,
     /// The archive's counters, when archiving.
     pub archive: Option<std::sync::Arc<adit_writer::archive::ArchiveStats>>,
+    /// Commands, heartbeats, live state, alerts and the read API.
+    pub control: adit_control::Control,
 }
+
+/// The client's address, put in each request's extensions by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Largest control-plane request body (after decompression).
+const MAX_CONTROL_BODY: usize = 1 << 20;
+
+/// The OpenAPI document of the whole HTTP API (kept in the repository).
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 const UPLOAD_PATH: &str = "/api/collector/upload";
 
@@ -123,10 +135,83 @@ where
             r#"{"success":true,"data":{"status":"up"}}"#,
         )),
         (&Method::GET, "/ready") => ready(state).await,
+        (&Method::GET, "/openapi.json") => Ok(json_response(StatusCode::OK, OPENAPI_JSON)),
+        (_, path)
+            if path
+                .strip_prefix("/api/collector/")
+                .is_some_and(adit_control::Control::owns) =>
+        {
+            control(req, state).await
+        }
         (_, UPLOAD_PATH | "/health" | "/ready" | "/metrics") => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
     };
     result.unwrap_or_else(Error::into_response)
+}
+
+/// A control-plane request: authenticated here (collector key or admin
+/// token), answered by [`adit_control`].
+async fn control<B>(req: Request<B>, state: &State) -> Result<Response<Full<Bytes>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = req.into_parts();
+    let key = match parts.headers.get("x-collector-key") {
+        Some(_) => authenticate(&parts.headers, state).await?,
+        None => {
+            let bearer = parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
+                .ok_or(Error::InvalidKey)?;
+            state
+                .keys
+                .lookup(bearer.trim())
+                .await?
+                .ok_or(Error::InvalidKey)?
+        }
+    };
+    let who = match key.site_id {
+        Some(site_id) => adit_control::Principal::Collector {
+            key_id: key.id,
+            site_id,
+        },
+        None => adit_control::Principal::Admin { key_id: key.id },
+    };
+    let encoding = Encoding::from_header(parts.headers.get(CONTENT_ENCODING))?;
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let raw = tokio::time::timeout(
+        state.limits.body_read_timeout,
+        decode::read_body(body, content_length, MAX_CONTROL_BODY),
+    )
+    .await
+    .map_err(|_| Error::BodyRead {
+        reason: "timed out".into(),
+    })??;
+    let raw = decode::decompress(raw, encoding, MAX_CONTROL_BODY)?;
+    let method = match parts.method {
+        Method::GET => adit_control::Method::Get,
+        Method::POST => adit_control::Method::Post,
+        Method::DELETE => adit_control::Method::Delete,
+        _ => adit_control::Method::Other,
+    };
+    let path = parts.uri.path();
+    let request = adit_control::Request {
+        method,
+        path: path.strip_prefix("/api/collector/").unwrap_or(path),
+        query: parts.uri.query(),
+        body: &raw,
+        peer_ip: parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
+    };
+    let reply = state.control.handle(request, who).await;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Ok(json_response(status, reply.body))
 }
 
 /// Facts about one upload request, gathered before its body is parsed.

@@ -49,7 +49,11 @@ impl Default for RollupConfig {
             grace: Duration::from_secs(120),
             collection_interval: Duration::from_secs(60),
             counter_lookback: Duration::from_secs(8 * 86_400),
-            retention_days: vec![("miner_telemetry", 90), ("upload_log", 7)],
+            retention_days: vec![
+                ("miner_telemetry", 90),
+                ("upload_log", 7),
+                ("agent_heartbeats", 7),
+            ],
         }
     }
 }

@@ -126,6 +126,14 @@ pub struct WriterConfig {
     pub discard: bool,
     /// Where committed rows go for the Parquet archive (None: no archive).
     pub archive: Option<archive::ArchiveHandle>,
+    /// Told about every committed upload's samples, after COMMIT (live
+    /// state, telemetry events). Must be quick: it runs on the writer task.
+    pub on_commit: Option<std::sync::Arc<dyn CommitObserver>>,
+}
+
+/// Something that wants committed samples (and nothing uncommitted).
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    fn committed(&self, site_id: i32, samples: &[adit_types::Sample]);
 }
 
 impl WriterConfig {
@@ -138,6 +146,7 @@ impl WriterConfig {
             retry_for: Duration::from_secs(30),
             discard: false,
             archive: None,
+            on_commit: None,
         }
     }
 

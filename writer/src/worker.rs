@@ -147,7 +147,11 @@ async fn write_and_answer(
     }
     for ((mut p, answer), batch) in pending.into_iter().zip(answers).zip(batch_of) {
         let samples = std::mem::take(&mut p.upload.samples);
+        let committed = matches!(answer, Ok(Ack::Committed(_))) && !shared.config.discard;
         let _ = p.reply.send(answer);
+        if let (true, Some(observer)) = (committed, &shared.config.on_commit) {
+            observer.committed(p.upload.site_id, &samples);
+        }
         if let (Some(archive), Some(batch_id)) = (&shared.config.archive, batch) {
             if !samples.is_empty() {
                 archive.offer(ArchiveBatch {

@@ -1,0 +1,101 @@
+//! Control-plane failures, each with its HTTP status and machine code.
+
+use crate::reply::Reply;
+
+pub type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// One problem with one field of a request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Detail {
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("invalid request: {reason}")]
+    BadRequest {
+        reason: String,
+        details: Vec<Detail>,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: String },
+    #[error("{reason}")]
+    Conflict { reason: String },
+    #[error("database unavailable; retry later")]
+    Database { reason: String },
+}
+
+impl ControlError {
+    pub fn bad(field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::BadRequest {
+            reason: format!("{field}: {reason}"),
+            details: vec![Detail {
+                field: field.into(),
+                reason,
+            }],
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest { .. } => 400,
+            Self::Forbidden { .. } => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::Conflict { .. } => 409,
+            Self::Database { .. } => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "invalid_request",
+            Self::Forbidden { .. } => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict { .. } => "conflict",
+            Self::Database { .. } => "database_unavailable",
+        }
+    }
+
+    pub fn into_reply(self) -> Reply {
+        if let Self::Database { reason } = &self {
+            tracing::error!(%reason, "Control-plane request failed.");
+        }
+        let details = match &self {
+            Self::BadRequest { details, .. } => serde_json::to_value(details).unwrap_or_default(),
+            _ => serde_json::json!([]),
+        };
+        Reply::json(
+            self.status(),
+            &serde_json::json!({
+                "success": false,
+                "error": self.to_string(),
+                "code": self.code(),
+                "details": details,
+            }),
+        )
+    }
+}
+
+impl From<tokio_postgres::Error> for ControlError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database {
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ControlError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Database {
+            reason: e.to_string(),
+        }
+    }
+}

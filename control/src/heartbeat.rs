@@ -1,0 +1,219 @@
+//! Collector heartbeats (seed 000 `agent_heartbeats`): stored as sent in a
+//! daily-partitioned table (7-day retention), and the collector's row in
+//! `collector_agents` updated (last seen, version, IP). A collector silent
+//! for 3 intervals is marked offline with an `agent_offline` event
+//! ([`sweep_silent`]); its next heartbeat resolves it.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use crate::events::{self, EventType};
+use crate::{Control, ControlError, Principal, Reply, Result};
+
+/// A heartbeat body: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub status: Option<String>,
+    pub cpu_usage: Option<f32>,
+    pub memory_usage: Option<f32>,
+    pub disk_usage: Option<f32>,
+    pub uptime: Option<i64>,
+    pub version: Option<String>,
+    pub ip_address: Option<String>,
+    pub miners_online: Option<i32>,
+    pub miners_total: Option<i32>,
+    pub errors_count: Option<i32>,
+    pub extra_data: Option<Value>,
+    /// Seconds until the next heartbeat (default: the server's setting).
+    pub heartbeat_interval: Option<i32>,
+}
+
+fn check(h: &Heartbeat) -> Result<()> {
+    if let Some(s) = &h.status {
+        if !["online", "degraded", "error"].contains(&s.as_str()) {
+            return Err(ControlError::bad(
+                "status",
+                "must be online, degraded or error",
+            ));
+        }
+    }
+    for (name, v) in [
+        ("cpu_usage", h.cpu_usage),
+        ("memory_usage", h.memory_usage),
+        ("disk_usage", h.disk_usage),
+    ] {
+        if v.is_some_and(|v| !(0.0..=100.0).contains(&v)) {
+            return Err(ControlError::bad(name, "must be 0-100 (%)"));
+        }
+    }
+    for (name, v) in [
+        ("uptime", h.uptime),
+        ("miners_online", h.miners_online.map(i64::from)),
+        ("miners_total", h.miners_total.map(i64::from)),
+        ("errors_count", h.errors_count.map(i64::from)),
+    ] {
+        if v.is_some_and(|v| v < 0) {
+            return Err(ControlError::bad(name, "must not be negative"));
+        }
+    }
+    if h.version.as_ref().is_some_and(|v| v.len() > 64) {
+        return Err(ControlError::bad("version", "longer than 64 bytes"));
+    }
+    if let Some(ip) = &h.ip_address {
+        if ip.parse::<IpAddr>().is_err() {
+            return Err(ControlError::bad("ip_address", "not an IP address"));
+        }
+    }
+    if h.extra_data.as_ref().is_some_and(|v| !v.is_object()) {
+        return Err(ControlError::bad("extra_data", "must be an object"));
+    }
+    if h.heartbeat_interval
+        .is_some_and(|i| !(1..=3600).contains(&i))
+    {
+        return Err(ControlError::bad("heartbeat_interval", "must be 1-3600 s"));
+    }
+    Ok(())
+}
+
+/// The day whose heartbeat partition is known to exist.
+static PARTITION_DAY: AtomicI32 = AtomicI32::new(i32::MIN);
+
+/// `POST /api/collector/heartbeat` (collector key).
+pub async fn record(
+    ctl: &Control,
+    who: Principal,
+    body: &[u8],
+    peer: Option<IpAddr>,
+) -> Result<Reply> {
+    let (key_id, site) = who.collector()?;
+    let h: Heartbeat = if body.iter().all(u8::is_ascii_whitespace) {
+        Heartbeat::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| ControlError::bad("body", e.to_string()))?
+    };
+    check(&h)?;
+    let ip = h.ip_address.clone().or(peer.map(|p| p.to_string()));
+    let interval = h
+        .heartbeat_interval
+        .unwrap_or(ctl.config.heartbeat_interval.as_secs() as i32);
+    let client = ctl.pool.get().await?;
+    let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
+    if PARTITION_DAY.load(Ordering::Relaxed) != today {
+        let day = chrono::DateTime::from_timestamp(i64::from(today) * 86_400, 0)
+            .unwrap_or_default()
+            .date_naive();
+        client
+            .execute(
+                "SELECT adit_ensure_day_partition('agent_heartbeats', $1)",
+                &[&day],
+            )
+            .await?;
+        PARTITION_DAY.store(today, Ordering::Relaxed);
+    }
+    let status = h.status.as_deref().unwrap_or("online");
+    client
+        .execute(
+            "INSERT INTO agent_heartbeats (ts, key_id, site_id, status, cpu_usage, memory_usage, \
+               disk_usage, uptime, ip_address, version, miners_online, miners_total, errors_count, \
+               extra_data) \
+             VALUES (now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                &key_id,
+                &site,
+                &status,
+                &h.cpu_usage,
+                &h.memory_usage,
+                &h.disk_usage,
+                &h.uptime,
+                &ip,
+                &h.version,
+                &h.miners_online,
+                &h.miners_total,
+                &h.errors_count,
+                &h.extra_data,
+            ],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO collector_agents (key_id, site_id, status, heartbeat_interval_s, \
+               last_seen_at, last_ip, version, last_status, miners_online, miners_total) \
+             VALUES ($1, $2, 'online', $3, now(), $4, $5, $6, $7, $8) \
+             ON CONFLICT (key_id) DO UPDATE SET site_id = EXCLUDED.site_id, status = 'online', \
+               heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, last_seen_at = now(), \
+               last_ip = EXCLUDED.last_ip, version = coalesce(EXCLUDED.version, collector_agents.version), \
+               last_status = EXCLUDED.last_status, miners_online = EXCLUDED.miners_online, \
+               miners_total = EXCLUDED.miners_total",
+            &[
+                &key_id,
+                &site,
+                &interval,
+                &ip,
+                &h.version,
+                &status,
+                &h.miners_online,
+                &h.miners_total,
+            ],
+        )
+        .await?;
+    let subject = format!("collector:{key_id}");
+    let back = events::resolve(&client, site, &subject, EventType::AgentOffline, "auto").await?;
+    if back {
+        tracing::info!(key_id, site_id = site, "Collector is back online.");
+    }
+    let pending: i64 = client
+        .query_one(
+            "SELECT count(*) FROM agent_commands WHERE site_id = $1 AND status = 'pending' \
+             AND expires_at > now()",
+            &[&site],
+        )
+        .await?
+        .get(0);
+    Ok(Reply::data(json!({
+        "received": true,
+        "server_time": crate::commands::ts(chrono::Utc::now()),
+        "heartbeat_interval": interval,
+        "pending_commands": pending,
+    })))
+}
+
+/// Marks collectors silent for 3 intervals offline and opens their
+/// `agent_offline` events; returns how many went offline.
+pub async fn sweep_silent(client: &Client) -> Result<usize> {
+    let rows = client
+        .query(
+            "UPDATE collector_agents SET status = 'offline' \
+             WHERE status = 'online' \
+               AND last_seen_at < now() - make_interval(secs => 3 * heartbeat_interval_s) \
+             RETURNING key_id, site_id, last_seen_at",
+            &[],
+        )
+        .await?;
+    for r in &rows {
+        let (key_id, site): (i32, i32) = (r.get(0), r.get(1));
+        let seen: chrono::DateTime<chrono::Utc> = r.get(2);
+        tracing::warn!(
+            key_id,
+            site_id = site,
+            "Collector went silent; marked offline."
+        );
+        events::open(
+            client,
+            site,
+            &format!("collector:{key_id}"),
+            EventType::AgentOffline,
+            &format!(
+                "collector {key_id} has sent no heartbeat since {}",
+                crate::commands::ts(seen)
+            ),
+            Some(json!({"key_id": key_id})),
+        )
+        .await?;
+    }
+    Ok(rows.len())
+}
