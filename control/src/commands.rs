@@ -462,7 +462,9 @@ pub async fn result(ctl: &Control, who: Principal, id: i64, body: &[u8]) -> Resu
         (row.get(0), row.get(1), row.get(2), row.get(3));
     if !done {
         return Err(ControlError::Conflict {
-            reason: format!("command {id} is {old}; only a sent command takes a result"),
+            reason: format!(
+                "command {id} is {old}; only a sent (or timed-out, requeued) command takes a result"
+            ),
         });
     }
     if o.status == "failed" {
@@ -531,6 +533,20 @@ pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
         filter.push("miner_id = ", m.to_string());
     }
     if let Some(s) = q.get("status") {
+        const STATES: [&str; 6] = [
+            "pending",
+            "sent",
+            "completed",
+            "failed",
+            "expired",
+            "cancelled",
+        ];
+        if !STATES.contains(&s) {
+            return Err(ControlError::bad(
+                "status",
+                format!("{s:?} is not one of {}", STATES.join(", ")),
+            ));
+        }
         filter.push("status = ", s.to_string());
     }
     if let Some(from) = q.time("from")? {

@@ -14,9 +14,9 @@ use tokio_postgres::Client;
 use crate::events::{self, EventType};
 use crate::{Control, ControlError, Principal, Reply, Result};
 
-/// A heartbeat body: every field optional.
+/// A heartbeat body: every field optional; fields adit does not know are
+/// kept in `extra_data`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     pub status: Option<String>,
     pub cpu_usage: Option<f32>,
@@ -31,6 +31,8 @@ pub struct Heartbeat {
     pub extra_data: Option<Value>,
     /// Seconds until the next heartbeat (default: the server's setting).
     pub heartbeat_interval: Option<i32>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
 }
 
 fn check(h: &Heartbeat) -> Result<()> {
@@ -97,6 +99,17 @@ pub async fn record(
         serde_json::from_slice(body).map_err(|e| ControlError::bad("body", e.to_string()))?
     };
     check(&h)?;
+    let mut h = h;
+    if !h.other.is_empty() {
+        let mut extra = match h.extra_data.take() {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in std::mem::take(&mut h.other) {
+            extra.entry(k).or_insert(v);
+        }
+        h.extra_data = Some(Value::Object(extra));
+    }
     let ip = h.ip_address.clone().or(peer.map(|p| p.to_string()));
     let interval = h
         .heartbeat_interval

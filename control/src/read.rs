@@ -257,9 +257,28 @@ pub async fn alerts(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
         f.push("site_id = ", site as i32);
     }
     if let Some(t) = q.get("event_type").or(q.get("type")) {
+        const TYPES: [&str; 5] = [
+            "miner_offline",
+            "high_temperature",
+            "hashrate_drop",
+            "command_failed",
+            "agent_offline",
+        ];
+        if !TYPES.contains(&t) {
+            return Err(ControlError::bad(
+                "event_type",
+                format!("{t:?} is not one of {}", TYPES.join(", ")),
+            ));
+        }
         f.push("event_type = ", t.to_string());
     }
     if let Some(s) = q.get("severity") {
+        if !["info", "warning", "error", "critical"].contains(&s) {
+            return Err(ControlError::bad(
+                "severity",
+                "use info, warning, error or critical",
+            ));
+        }
         f.push("severity = ", s.to_string());
     }
     match q.get("status") {

@@ -153,7 +153,9 @@ impl KeyCache {
         }
     }
 
-    /// The live key behind `key`, if any.
+    /// The live key behind `key`, if any. The key itself is never compared
+    /// or logged: only its SHA-256 is looked up (in the cache, then by the
+    /// unique index), so lookup timing reveals nothing usable about a key.
     pub async fn lookup(&self, key: &str) -> Result<Option<KeyInfo>> {
         if !is_well_formed(key) {
             return Ok(None);

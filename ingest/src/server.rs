@@ -143,7 +143,9 @@ where
         {
             control(req, state).await
         }
-        (_, UPLOAD_PATH | "/health" | "/ready" | "/metrics") => Err(Error::MethodNotAllowed),
+        (_, UPLOAD_PATH | "/health" | "/ready" | "/metrics" | "/openapi.json") => {
+            Err(Error::MethodNotAllowed)
+        }
         _ => Err(Error::NotFound),
     };
     result.unwrap_or_else(Error::into_response)
@@ -211,7 +213,14 @@ where
     };
     let reply = state.control.handle(request, who).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    Ok(json_response(status, reply.body))
+    let mut resp = json_response(status, reply.body);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+    }
+    Ok(resp)
 }
 
 /// Facts about one upload request, gathered before its body is parsed.
