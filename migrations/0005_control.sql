@@ -113,7 +113,10 @@ CREATE UNIQUE INDEX events_one_open ON events (site_id, subject, event_type)
 CREATE INDEX events_unresolved ON events (site_id, severity) WHERE status <> 'resolved';
 
 -- The latest sample per miner, upserted from memory every few seconds
--- (coalesced: a miner costs at most one write per flush interval).
+-- (coalesced: a miner costs at most one write per flush interval). Every
+-- flush rewrites the row; only the primary key is indexed and pages keep
+-- room (fillfactor 50), so those are HOT updates: no index churn, and the
+-- space of old versions is reused page by page without waiting for vacuum.
 CREATE TABLE miner_live (
     site_id                int4 NOT NULL,
     miner_id               text NOT NULL,
@@ -141,4 +144,4 @@ CREATE TABLE miner_live (
     firmware_version       text,
     error_message          text,
     PRIMARY KEY (site_id, miner_id)
-);
+) WITH (fillfactor = 50);

@@ -290,7 +290,7 @@ pub struct ServeArgs {
     pub rollup: RollupArgs,
     /// How often the latest state per miner is written to miner_live
     /// (a miner costs at most one row write per interval).
-    #[arg(long, env = "ADIT_LIVE_FLUSH_INTERVAL", default_value = "2s")]
+    #[arg(long, env = "ADIT_LIVE_FLUSH_INTERVAL", default_value = "5s")]
     pub live_flush_interval: humantime::Duration,
     /// Do not track live state or raise telemetry events.
     #[arg(long, env = "ADIT_NO_LIVE")]

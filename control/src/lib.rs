@@ -103,7 +103,7 @@ pub struct ControlConfig {
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
-            live_flush_interval: Duration::from_secs(2),
+            live_flush_interval: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
             high_temperature_c: 85.0,
