@@ -58,22 +58,30 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
 /// True when arrays/objects nest deeper than `limit` anywhere in `body`.
 /// One pass over the bytes, skipping string contents.
 pub fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let n = body.len();
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let mut i = 0;
+    while i < n {
+        match body[i] {
+            b'"' => {
+                // Jump from quote to backslash to quote (memchr: many bytes
+                // a step) instead of looking at every byte of the string.
+                i += 1;
+                loop {
+                    if i >= n {
+                        return false; // unterminated: the parser refuses it
+                    }
+                    match memchr::memchr2(b'"', b'\\', &body[i..]) {
+                        None => return false,
+                        Some(j) if body[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j + 1;
+                            break;
+                        }
+                    }
+                }
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
@@ -83,6 +91,7 @@ pub fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }
@@ -107,6 +116,59 @@ mod tests {
         assert!(serde_json::from_str::<RawObject>("3").is_err());
     }
 
+    /// The byte-at-a-time scan the memchr one replaced.
+    fn reference(body: &[u8], limit: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &b in body {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn the_fast_scan_agrees_with_the_reference() {
+        // Random strings over the bytes that matter, many of them.
+        let alphabet = b"[]{}\"\\a1,:";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let body: Vec<u8> = (0..len)
+                .map(|k| alphabet[((x >> (k % 50)) as usize + k * 7) % alphabet.len()])
+                .collect();
+            for limit in [1, 2, 3] {
+                assert_eq!(
+                    nests_deeper_than(&body, limit),
+                    reference(&body, limit),
+                    "{:?} limit {limit}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
+
     #[test]
     fn depth_counts_brackets_outside_strings_only() {
         assert!(!nests_deeper_than(br#"[{"a":[1]}]"#, 3));
@@ -116,6 +178,12 @@ mod tests {
         assert!(nests_deeper_than(deep.as_bytes(), 64));
         let ok = "[".repeat(64) + &"]".repeat(64);
         assert!(!nests_deeper_than(ok.as_bytes(), 64));
+        // Escaped quotes and backslashes do not end a string.
+        assert!(!nests_deeper_than(br#"[{"a":"\"[[[[\\"}]"#, 2));
+        assert!(nests_deeper_than(br#"[{"a":"\\"},[[[1]]]]"#, 3));
+        // Unterminated strings and a trailing backslash end the scan.
+        assert!(!nests_deeper_than(br#"["abc"#, 1));
+        assert!(!nests_deeper_than(b"[\"ab\\", 1));
     }
 }
 
