@@ -1,40 +1,14 @@
-//! JSON building blocks for validation: a batch split into raw rows, a row
-//! split into raw `(key, value)` pairs (duplicates kept, so they can be
-//! refused), and a nesting-depth check. Values stay borrowed slices of the
-//! body until a field parser needs them.
+//! JSON building blocks for validation: object keys borrowed from the body,
+//! the nesting-depth pre-check, and the escapes PostgreSQL's `jsonb`
+//! refuses.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
-/// One JSON object as its members in order, duplicates included.
-#[derive(Debug)]
-pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(40));
-                while let Some(Key(k)) = map.next_key()? {
-                    members.push((k, map.next_value()?));
-                }
-                Ok(RawObject(members))
-            }
-        }
-        d.deserialize_map(ObjectVisitor)
-    }
-}
+use serde::de::{Deserialize, Deserializer, Visitor};
 
 /// An object key, borrowed from the body unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -99,22 +73,6 @@ pub fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raw_object_keeps_order_duplicates_and_escaped_keys() {
-        let obj: RawObject =
-            serde_json::from_str(r#"{"a":1,"b":[1,{"x":2}],"a":"s","k\"ey":null}"#).unwrap();
-        let keys: Vec<&str> = obj.0.iter().map(|(k, _)| k.as_ref()).collect();
-        assert_eq!(keys, ["a", "b", "a", "k\"ey"]);
-        assert_eq!(obj.0[1].1.get(), r#"[1,{"x":2}]"#);
-        assert!(matches!(obj.0[0].0, Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn raw_object_refuses_non_objects() {
-        assert!(serde_json::from_str::<RawObject>("[1]").is_err());
-        assert!(serde_json::from_str::<RawObject>("3").is_err());
-    }
 
     /// The byte-at-a-time scan the memchr one replaced.
     fn reference(body: &[u8], limit: usize) -> bool {
