@@ -273,7 +273,7 @@ pub struct ServeArgs {
     pub max_future: humantime::Duration,
     /// Bytes that uploads in flight may hold (compressed body plus twice the
     /// decompressed size); beyond it uploads get 503 at once.
-    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value_t = 192 << 20)]
     pub inflight_budget_bytes: usize,
     /// Default upload rate limit per key, uploads per second (burst twice
     /// that; 0: none). `adit keys set-rate` overrides it per key.

@@ -62,7 +62,7 @@ impl Default for Limits {
             keep_alive_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
-            inflight_budget_bytes: 256 << 20,
+            inflight_budget_bytes: 192 << 20,
             rate: Rate {
                 per_s: 50.0,
                 burst: 100.0,

@@ -61,7 +61,7 @@ pub struct ArchiveConfig {
     /// Rows per file before a buffer is written early (and per compacted file).
     pub max_file_rows: usize,
     /// Buffered rows across windows before the largest buffer is written
-    /// early (about 150 MB of samples at the default); if the store refuses
+    /// early (about 130 MB of samples at the default); if the store refuses
     /// it, the oldest buffers are dropped and their batches, still queued,
     /// are exported from PostgreSQL later.
     pub max_buffered_rows: usize,
@@ -80,7 +80,7 @@ impl ArchiveConfig {
             database_url: database_url.into(),
             flush_interval: Duration::from_secs(300),
             max_file_rows: 1_000_000,
-            max_buffered_rows: 200_000,
+            max_buffered_rows: 100_000,
             compact_after: Duration::from_secs(7 * 86_400 + 3600),
             stale_writing: Duration::from_secs(120),
         }
