@@ -557,29 +557,22 @@ pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
     }
     let (page, per_page) = q.page()?;
     let client = ctl.pool.get().await?;
-    let total: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM agent_commands {}", filter.sql()),
-            &filter.params(),
-        )
-        .await?
-        .get(0);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS}, (SELECT coalesce(jsonb_agg(jsonb_build_object( \
-                   'at', to_char(l.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"'), \
-                   'event', l.event, 'old_status', l.old_status, 'new_status', l.new_status, \
-                   'actor', l.actor, 'message', l.message) ORDER BY l.at, l.id), '[]') \
-                   FROM agent_command_logs l WHERE l.command_id = c.id) AS log \
-                 FROM agent_commands c {} ORDER BY created_at DESC, id DESC LIMIT {} OFFSET {}",
-                filter.sql(),
-                per_page,
-                (page - 1) * per_page
-            ),
-            &filter.params(),
-        )
-        .await?;
+    let select = format!(
+        "{COLUMNS}, (SELECT coalesce(jsonb_agg(jsonb_build_object( \
+           'at', to_char(l.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"'), \
+           'event', l.event, 'old_status', l.old_status, 'new_status', l.new_status, \
+           'actor', l.actor, 'message', l.message) ORDER BY l.at, l.id), '[]') \
+           FROM agent_command_logs l WHERE l.command_id = c.id) AS log"
+    );
+    let (total, rows) = crate::read::page(
+        &client,
+        &select,
+        "agent_commands c",
+        &filter,
+        "created_at DESC, id DESC",
+        (page, per_page),
+    )
+    .await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {

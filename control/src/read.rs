@@ -143,6 +143,34 @@ impl Filter {
     }
 }
 
+/// One page of `SELECT <select> FROM <from> <filter> ORDER BY <order>`
+/// and the count of all matching rows.
+pub(crate) async fn page(
+    client: &tokio_postgres::Client,
+    select: &str,
+    from: &str,
+    f: &Filter,
+    order: &str,
+    (page, per_page): (i64, i64),
+) -> Result<(i64, Vec<tokio_postgres::Row>)> {
+    let (filter, params) = (f.sql(), f.params());
+    let total: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {from} {filter}"), &params)
+        .await?
+        .get(0);
+    let offset = (page - 1) * per_page;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {select} FROM {from} {filter} ORDER BY {order} \
+                 LIMIT {per_page} OFFSET {offset}"
+            ),
+            &params,
+        )
+        .await?;
+    Ok((total, rows))
+}
+
 /// `GET /api/collector/live/{site_id}`: the latest sample per miner,
 /// filters `status` (online|offline), `model`, paginated by miner id.
 pub async fn live(ctl: &Control, who: Principal, site: i32, q: &Query) -> Result<Reply> {
@@ -165,24 +193,15 @@ pub async fn live(ctl: &Control, who: Principal, site: i32, q: &Query) -> Result
     }
     let (page, per_page) = q.page()?;
     let client = ctl.pool.get().await?;
-    let total: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM miner_live {}", f.sql()),
-            &f.params(),
-        )
-        .await?
-        .get(0);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT to_jsonb(l) - 'site_id' - 'ts' - 'updated_at' AS row, ts, updated_at \
-                 FROM miner_live l {} ORDER BY miner_id LIMIT {per_page} OFFSET {}",
-                f.sql(),
-                (page - 1) * per_page
-            ),
-            &f.params(),
-        )
-        .await?;
+    let (total, rows) = self::page(
+        &client,
+        "to_jsonb(l) - 'site_id' - 'ts' - 'updated_at' AS row, ts, updated_at",
+        "miner_live l",
+        &f,
+        "miner_id",
+        (page, per_page),
+    )
+    .await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -294,23 +313,15 @@ pub async fn alerts(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
     }
     let (page, per_page) = q.page()?;
     let client = ctl.pool.get().await?;
-    let total: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM events {}", f.sql()),
-            &f.params(),
-        )
-        .await?
-        .get(0);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT * FROM events {} ORDER BY opened_at DESC, id DESC LIMIT {per_page} OFFSET {}",
-                f.sql(),
-                (page - 1) * per_page
-            ),
-            &f.params(),
-        )
-        .await?;
+    let (total, rows) = self::page(
+        &client,
+        "*",
+        "events",
+        &f,
+        "opened_at DESC, id DESC",
+        (page, per_page),
+    )
+    .await?;
     let items: Vec<Value> = rows.iter().map(event_json).collect();
     Ok(Reply::data(json!({
         "items": items, "page": page, "per_page": per_page, "total": total
