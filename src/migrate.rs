@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_control",
         include_str!("../migrations/0005_control.sql"),
     ),
+    (
+        "0006_body_digest",
+        include_str!("../migrations/0006_body_digest.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

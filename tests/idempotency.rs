@@ -86,3 +86,37 @@ async fn fifty_concurrent_uploads_with_concurrent_retries_land_exactly_once() {
     assert_eq!(srv.count("SELECT count(*) FROM upload_log").await, 50);
     srv.stop().await;
 }
+
+/// A claim written before migration 0006 holds the body's SHA-256, not its
+/// XXH3: a retry of that body is still answered from the store, and another
+/// body is still a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_stored_with_sha256_still_answers_its_retry() {
+    use sha2::{Digest, Sha256};
+    let srv = TestServer::start("idemsha").await;
+    let key = srv.key(2).await;
+    let body = array(&rows("old", 3));
+    let key_id: i32 = srv
+        .db
+        .query_one("SELECT max(id)::int4 FROM collector_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let stored = r#"{"success":true,"data":{"stored":"before 0006"}}"#;
+    let sha: Vec<u8> = Sha256::digest(body.as_bytes()).to_vec();
+    srv.db
+        .execute(
+            "INSERT INTO idempotency_keys (key_id, idem_key, body_digest, response) \
+             VALUES ($1, 'old-1', $2, $3)",
+            &[&key_id, &sha, &stored],
+        )
+        .await
+        .unwrap();
+    let (status, _, resp) = upload(srv.addr, &key, &body, &[("idempotency-key", "old-1")]).await;
+    assert_eq!((status, resp.as_str()), (StatusCode::OK, stored));
+    assert_eq!(srv.count("SELECT count(*) FROM miner_telemetry").await, 0);
+    let other = array(&rows("other", 3));
+    let (status, _, _) = upload(srv.addr, &key, &other, &[("idempotency-key", "old-1")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    srv.stop().await;
+}

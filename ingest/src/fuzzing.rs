@@ -6,6 +6,8 @@
 //! - decompress, parse, validate and COPY-encode never panic;
 //! - adit accepts a body as a batch only if serde_json reads it as an
 //!   array, and then with as many elements as it has samples plus rejects;
+//! - the fast row path gives exactly what the full serde path gives
+//!   (samples to the bit, rejects, errors);
 //! - every accepted sample keeps the rules (miner_id length, finite numbers
 //!   in range, array sizes), and the answer's counts add up.
 
@@ -41,7 +43,15 @@ pub fn check(data: &[u8]) {
     // serde_json's lenient reading (raw values, escapes unchecked) is the
     // reference for what a batch is; what is stored is checked below.
     let reference = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&raw);
-    let Ok(parsed) = validate::parse_batch(&raw, &rules, NOW_MICROS) else {
+    let result = validate::parse_batch(&raw, &rules, NOW_MICROS);
+    // The fast path reads exactly what the full path reads, or stays out.
+    let full = validate::parse_batch_full_path(&raw, &rules, NOW_MICROS);
+    assert_eq!(
+        format!("{result:?}"),
+        format!("{full:?}"),
+        "the fast path and the full path disagree"
+    );
+    let Ok(parsed) = result else {
         return;
     };
     let elements = reference

@@ -83,7 +83,9 @@ pub async fn wait(mut rx: watch::Receiver<()>) {
 /// The first answer stored for a key in the last 24 hours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    pub body_sha256: Vec<u8>,
+    /// 16 bytes of XXH3-128, or 32 of SHA-256 for rows written before
+    /// migration 0006.
+    pub body_digest: Vec<u8>,
     pub response: String,
 }
 
@@ -94,13 +96,13 @@ pub async fn lookup(
 ) -> Result<Option<Stored>> {
     let row = client
         .query_opt(
-            "SELECT body_sha256, response FROM idempotency_keys \
+            "SELECT body_digest, response FROM idempotency_keys \
              WHERE key_id = $1 AND idem_key = $2 AND created_at > now() - interval '24 hours'",
             &[&key_id, &key],
         )
         .await?;
     Ok(row.map(|r| Stored {
-        body_sha256: r.get(0),
+        body_digest: r.get(0),
         response: r.get(1),
     }))
 }

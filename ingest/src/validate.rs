@@ -79,11 +79,63 @@ pub struct Parsed {
 /// `now_micros` is the receive time: the default sample time and the
 /// reference for the lateness window.
 pub fn parse_batch(body: &[u8], rules: &Rules, now_micros: i64) -> Result<Parsed> {
-    if nests_deeper_than(body, rules.max_depth) {
-        return Err(Error::TooDeep {
-            limit: rules.max_depth,
-        });
+    parse_batch_with(body, rules, now_micros, true)
+}
+
+/// [`parse_batch`] without the fast path: every row the full way. The
+/// reference the fast path is checked against (tests, fuzz target).
+#[doc(hidden)]
+pub fn parse_batch_full_path(body: &[u8], rules: &Rules, now_micros: i64) -> Result<Parsed> {
+    parse_batch_with(body, rules, now_micros, false)
+}
+
+/// The batch's nesting check, run at most once. Rows the fast path takes
+/// nest no deeper than [`fast::DEPTH`], so a batch of such rows needs no
+/// scan: it runs before the first row that takes the full path (serde
+/// recurses) and before any error is answered, so a too-deep body is
+/// refused as such whatever else is wrong with it.
+struct Depth<'b> {
+    body: &'b [u8],
+    limit: usize,
+    checked: bool,
+}
+
+impl Depth<'_> {
+    fn check(&mut self) -> Result<()> {
+        if !self.checked {
+            self.checked = true;
+            if nests_deeper_than(self.body, self.limit) {
+                return Err(Error::TooDeep { limit: self.limit });
+            }
+        }
+        Ok(())
     }
+}
+
+fn parse_batch_with(body: &[u8], rules: &Rules, now_micros: i64, fast: bool) -> Result<Parsed> {
+    let fast = fast && rules.max_depth >= fast::DEPTH;
+    let mut depth = Depth {
+        body,
+        limit: rules.max_depth,
+        checked: false,
+    };
+    if !fast {
+        depth.check()?;
+    }
+    let parsed = parse_rows(body, rules, now_micros, fast, &mut depth);
+    if parsed.is_err() {
+        depth.check()?;
+    }
+    parsed
+}
+
+fn parse_rows(
+    body: &[u8],
+    rules: &Rules,
+    now_micros: i64,
+    fast: bool,
+    depth: &mut Depth<'_>,
+) -> Result<Parsed> {
     let text = std::str::from_utf8(body).map_err(|e| Error::MalformedJson {
         reason: format!("invalid UTF-8: {e}"),
     })?;
@@ -108,7 +160,18 @@ pub fn parse_batch(body: &[u8], rules: &Rules, now_micros: i64) -> Result<Parsed
                 limit: rules.max_rows,
             });
         }
-        let (result, len) = parse_row_at(&text[start..])?;
+        // The common row takes the fast path; anything it does not
+        // handle (or would refuse) is parsed again the full way.
+        let quick = fast
+            .then(|| fast::row(&text[start..], rules, &window))
+            .flatten();
+        let (result, len) = match quick {
+            Some((sample, len)) => (Ok(sample), len),
+            None => {
+                depth.check()?;
+                parse_row_at(&text[start..])?
+            }
+        };
         elements.pos = start + len;
         match result {
             Ok(sample) => {
@@ -904,7 +967,11 @@ impl<'a> Visitor<'a> for BoardSeed<'_, '_> {
 
 /// RFC 3339 text or Unix seconds, inside the lateness window.
 fn timestamp(v: &RawValue, w: &Window) -> Field<i64> {
-    let text = v.get();
+    timestamp_text(v.get(), w)
+}
+
+/// [`timestamp`] of a value's raw JSON text.
+fn timestamp_text(text: &str, w: &Window) -> Field<i64> {
     let micros = if text.starts_with('"') {
         let s: String = serde_json::from_str(text).map_err(|_| "expected a string".to_string())?;
         chrono::DateTime::parse_from_rfc3339(&s)
@@ -929,5 +996,6 @@ fn timestamp(v: &RawValue, w: &Window) -> Field<i64> {
     Ok(Some(micros))
 }
 
+mod fast;
 #[cfg(test)]
 mod tests;

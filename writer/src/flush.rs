@@ -128,7 +128,7 @@ async fn claim_idempotency_keys(
         if let Some(idem) = &u.idempotency {
             key_ids.push(u.key_id);
             keys.push(idem.key.as_str());
-            hashes.push(&idem.body_sha256[..]);
+            hashes.push(&idem.body_digest[..]);
             responses.push(acks[i].as_str());
             positions.push(i);
         }
@@ -138,10 +138,10 @@ async fn claim_idempotency_keys(
     }
     let claimed = tx
         .query(
-            "INSERT INTO idempotency_keys (key_id, idem_key, body_sha256, response) \
+            "INSERT INTO idempotency_keys (key_id, idem_key, body_digest, response) \
              SELECT * FROM unnest($1::int4[], $2::text[], $3::bytea[], $4::text[]) \
              ON CONFLICT (key_id, idem_key) DO UPDATE \
-               SET body_sha256 = EXCLUDED.body_sha256, response = EXCLUDED.response, \
+               SET body_digest = EXCLUDED.body_digest, response = EXCLUDED.response, \
                    created_at = now() \
                WHERE idempotency_keys.created_at < now() - interval '24 hours' \
              RETURNING key_id, idem_key",

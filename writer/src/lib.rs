@@ -93,11 +93,12 @@ impl Upload {
     }
 }
 
-/// The Idempotency-Key of an upload and the SHA-256 of its decoded body.
+/// The Idempotency-Key of an upload and the fingerprint of its decoded
+/// body (128-bit XXH3, big-endian; see `migrations/0006_body_digest.sql`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
     pub key: String,
-    pub body_sha256: [u8; 32],
+    pub body_digest: [u8; 16],
 }
 
 /// The writer's answer to one upload.

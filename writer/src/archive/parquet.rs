@@ -103,8 +103,11 @@ pub fn record_batch(rows: &[&Sample]) -> Result<RecordBatch, ArchiveError> {
             Arc::new(b.finish()) as ArrayRef
         }};
     }
-    let text =
-        |get: fn(&Sample) -> Option<&str>| column!(StringBuilder::with_capacity(n, n * 16), get);
+    // Exact byte sizes up front: no builder regrows (and copies) midway.
+    let text = |get: fn(&Sample) -> Option<&str>| {
+        let bytes = rows.iter().map(|s| get(s).map_or(0, str::len)).sum();
+        column!(StringBuilder::with_capacity(n, bytes), get)
+    };
     let f32c = |get: fn(&Sample) -> Option<f32>| column!(Float32Builder::with_capacity(n), get);
     let f64c = |get: fn(&Sample) -> Option<f64>| column!(Float64Builder::with_capacity(n), get);
     let i64c = |get: fn(&Sample) -> Option<i64>| column!(Int64Builder::with_capacity(n), get);
@@ -133,35 +136,33 @@ pub fn record_batch(rows: &[&Sample]) -> Result<RecordBatch, ArchiveError> {
             None => fans.append(false),
         }
         match &s.boards {
+            // A whole field at a time: one downcast per field and row, not
+            // per board.
             Some(b) => {
                 let items = boards.values();
-                for i in 0..b.len() {
-                    let id = match &b.ids {
-                        Some(ids) => ids[i],
-                        None => Some(i as i16),
-                    };
-                    items
-                        .field_builder::<Int16Builder>(0)
-                        .expect("id")
-                        .append_option(id);
-                    items
-                        .field_builder::<Float32Builder>(1)
-                        .expect("hashrate")
-                        .append_option(b.hashrate[i]);
-                    items
-                        .field_builder::<Float32Builder>(2)
-                        .expect("temp")
-                        .append_option(b.temp[i]);
-                    items
-                        .field_builder::<Int16Builder>(3)
-                        .expect("chips_ok")
-                        .append_option(b.chips_ok[i]);
-                    items
-                        .field_builder::<Int16Builder>(4)
-                        .expect("chips_total")
-                        .append_option(b.chips_total[i]);
-                    items.append(true);
+                let n = b.len();
+                let ids = items.field_builder::<Int16Builder>(0).expect("id");
+                match &b.ids {
+                    Some(v) => ids.extend_from_iter_option(v.iter().copied()),
+                    None => ids.extend_from_iter_option((0..n).map(|i| Some(i as i16))),
                 }
+                items
+                    .field_builder::<Float32Builder>(1)
+                    .expect("hashrate")
+                    .extend_from_iter_option(b.hashrate.iter().copied());
+                items
+                    .field_builder::<Float32Builder>(2)
+                    .expect("temp")
+                    .extend_from_iter_option(b.temp.iter().copied());
+                items
+                    .field_builder::<Int16Builder>(3)
+                    .expect("chips_ok")
+                    .extend_from_iter_option(b.chips_ok.iter().copied());
+                items
+                    .field_builder::<Int16Builder>(4)
+                    .expect("chips_total")
+                    .extend_from_iter_option(b.chips_total.iter().copied());
+                items.append_non_nulls(n);
                 boards.append(true);
             }
             None => boards.append(false),
@@ -240,7 +241,7 @@ pub fn encode(samples: &[&Sample]) -> Result<Vec<u8>, ArchiveError> {
         return Err(ArchiveError::Empty);
     }
     let mut rows: Vec<&Sample> = samples.to_vec();
-    rows.sort_by(|a, b| {
+    rows.sort_unstable_by(|a, b| {
         a.miner_id
             .cmp(&b.miner_id)
             .then(a.ts_micros.cmp(&b.ts_micros))
