@@ -86,7 +86,7 @@ pub fn decompress(body: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes
     };
     // A starting guess of 8x the compressed size fits typical JSON without
     // regrowth; the cap stops bombs from reserving their claimed size.
-    let mut out = Vec::with_capacity(body.len().saturating_mul(8).min(limit) + 1);
+    let mut out = Vec::with_capacity(size_hint(&body, encoding).min(limit) + 1);
     reader
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
@@ -95,6 +95,19 @@ pub fn decompress(body: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes
         return Err(Error::DecompressedTooLarge { limit });
     }
     Ok(Bytes::from(out))
+}
+
+/// The decoded size to reserve: a gzip trailer states it (mod 2^32, of the
+/// last member; only a hint: at most 64x the input is reserved, and the
+/// limit still rules what is read), else 8x the input.
+fn size_hint(body: &[u8], encoding: Encoding) -> usize {
+    match (encoding, body.len().checked_sub(4)) {
+        (Encoding::Gzip, Some(at)) if body.len() >= 18 => {
+            let isize = u32::from_le_bytes(body[at..].try_into().expect("4 bytes"));
+            (isize as usize).clamp(body.len(), body.len().saturating_mul(64))
+        }
+        _ => body.len().saturating_mul(8),
+    }
 }
 
 fn bad(encoding: Encoding, reason: String) -> Error {

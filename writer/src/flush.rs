@@ -169,10 +169,13 @@ async fn copy_samples(
     batch_id: Option<i64>,
 ) -> Result<()> {
     let mut by_day: BTreeMap<i32, (BytesMut, u64)> = BTreeMap::new();
+    // Sized for the whole flush up front (a fleet row encodes to about
+    // 600 bytes), so the buffer is not regrown and copied midway.
+    let rows_in_flush: usize = uploads.iter().map(|u| u.samples.len()).sum();
     for u in uploads {
         for s in &u.samples {
             let (buf, rows) = by_day.entry(s.day()).or_insert_with(|| {
-                let mut buf = BytesMut::with_capacity(1 << 20);
+                let mut buf = BytesMut::with_capacity((rows_in_flush * 640).max(1 << 16));
                 copy::begin(&mut buf);
                 (buf, 0)
             });

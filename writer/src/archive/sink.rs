@@ -28,6 +28,15 @@ impl Kind {
             Kind::Compacted => "compacted",
         }
     }
+
+    /// Parts are written while ingest runs, at DuckDB's own zstd level;
+    /// compaction runs off the hot path and squeezes harder.
+    pub fn zstd_level(self) -> i32 {
+        match self {
+            Kind::Part => parquet::ZSTD_LEVEL,
+            Kind::Compacted => parquet::ZSTD_LEVEL_COMPACTED,
+        }
+    }
 }
 
 /// A file uploaded and recorded as 'writing'.
@@ -62,7 +71,7 @@ pub async fn stage(
     kind: Kind,
     rows: &[&Sample],
 ) -> Result<Staged, ArchiveError> {
-    let bytes = tokio::task::block_in_place(|| parquet::encode(rows))?;
+    let bytes = tokio::task::block_in_place(|| parquet::encode_at(rows, kind.zstd_level()))?;
     let mut sum = Checksum::default();
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
     for s in rows {
