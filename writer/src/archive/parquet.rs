@@ -1,8 +1,9 @@
 //! Samples → Parquet. The Arrow schema mirrors `miner_telemetry` (minus
 //! `site_id`, which the hive path carries): lists for `temperature_chips`
 //! and `fan_speeds`, a list of structs for `boards`, UTC microsecond
-//! timestamps. Rows are sorted by miner then time; zstd, dictionaries,
-//! column statistics and the page index are on.
+//! timestamps. Rows are sorted by miner then time; zstd (level 3 for parts,
+//! 9 for compacted files), dictionaries, column statistics and the page
+//! index are on.
 
 use std::sync::{Arc, OnceLock};
 
