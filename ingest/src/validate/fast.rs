@@ -332,7 +332,9 @@ impl<'a> Scan<'a> {
             chips_ok: Vec::with_capacity(4),
             chips_total: Vec::with_capacity(4),
         };
-        let ids = self.array(rules.max_boards, |p| {
+        // Ids are kept only when they are not simply 0, 1, 2, ….
+        let mut ids: Option<Vec<Option<i16>>> = None;
+        let items = self.array(rules.max_boards, |p| {
             p.expect(b'{')?;
             let (mut id, mut h, mut t, mut ok, mut total) = (None, None, None, None, None);
             let mut seen = 0u8;
@@ -373,18 +375,26 @@ impl<'a> Scan<'a> {
                     }
                 }
             }
+            let index = b.hashrate.len();
+            match &mut ids {
+                Some(ids) => ids.push(id),
+                None if id != Some(index as i16) => {
+                    let mut v: Vec<Option<i16>> = (0..index).map(|i| Some(i as i16)).collect();
+                    v.push(id);
+                    ids = Some(v);
+                }
+                None => {}
+            }
             b.hashrate.push(h);
             b.temp.push(t);
             b.chips_ok.push(ok);
             b.chips_total.push(total);
-            Some(id)
+            Some(())
         })?;
-        let Some(ids) = ids else {
+        if items.is_none() {
             return Some(None);
-        };
-        if !ids.iter().enumerate().all(|(i, id)| *id == Some(i as i16)) {
-            b.ids = Some(ids);
         }
+        b.ids = ids;
         Some(Some(b))
     }
 

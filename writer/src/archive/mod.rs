@@ -269,10 +269,18 @@ fn add(
     stats: &ArchiveStats,
     max_rows: usize,
 ) -> Option<Window> {
+    let date = |d: i32| NaiveDate::from_num_days_from_ce_opt(d + 719_163).expect("day in range");
     let mut by_day: HashMap<NaiveDate, Vec<Sample>> = HashMap::new();
-    for s in batch.samples {
-        let day = NaiveDate::from_num_days_from_ce_opt(s.day() + 719_163).expect("day in range");
-        by_day.entry(day).or_default().push(s);
+    let first_day = batch.samples.first().map(Sample::day);
+    if batch.samples.iter().all(|s| Some(s.day()) == first_day) {
+        // The usual batch: one day, kept as it came (no samples moved).
+        if let Some(d) = first_day {
+            by_day.insert(date(d), batch.samples);
+        }
+    } else {
+        for s in batch.samples {
+            by_day.entry(date(s.day())).or_default().push(s);
+        }
     }
     let mut full = None;
     for (day, samples) in by_day {
