@@ -273,9 +273,14 @@ fn add(
     let mut by_day: HashMap<NaiveDate, Vec<Sample>> = HashMap::new();
     let first_day = batch.samples.first().map(Sample::day);
     if batch.samples.iter().all(|s| Some(s.day()) == first_day) {
-        // The usual batch: one day, kept as it came (no samples moved).
+        // The usual batch: one day, kept as it came (no samples moved
+        // one by one). The parser reserves generously, and the buffer holds
+        // up to `max_buffered_rows`: give the spare capacity back (a
+        // `make bench` peaked at 982 MiB instead of 791 without this).
         if let Some(d) = first_day {
-            by_day.insert(date(d), batch.samples);
+            let mut samples = batch.samples;
+            samples.shrink_to_fit();
+            by_day.insert(date(d), samples);
         }
     } else {
         for s in batch.samples {
