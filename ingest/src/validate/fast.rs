@@ -42,17 +42,7 @@ pub(super) fn row(text: &str, rules: &Rules, window: &Window) -> Option<(Sample,
         return None; // no miner_id: the full path explains
     }
     loop {
-        p.ws();
-        p.expect(b'"')?;
-        let bit = known_bit(p.string_body()?)?;
-        if seen & (1 << bit) != 0 {
-            return None;
-        }
-        seen |= 1 << bit;
-        p.ws();
-        p.expect(b':')?;
-        p.ws();
-        match bit {
+        match p.member(&mut seen, known_bit)? {
             0 => miner_id = p.text(r.miner_id_max_chars)?,
             1 => s.ip_address = p.text(r.string_max_chars)?,
             2 => s.online = p.boolean()?,
@@ -182,6 +172,22 @@ impl<'a> Scan<'a> {
         let body = self.t.get(self.i..self.i + len)?;
         self.i += len + 1;
         Some(body)
+    }
+
+    /// The next member's name, as the bit `field` gives it (unknown and
+    /// repeated names are left to the full path), up to its value.
+    fn member(&mut self, seen: &mut u64, field: impl Fn(&str) -> Option<u32>) -> Option<u32> {
+        self.ws();
+        self.expect(b'"')?;
+        let bit = field(self.string_body()?)?;
+        if *seen & (1 << bit) != 0 {
+            return None;
+        }
+        *seen |= 1 << bit;
+        self.ws();
+        self.expect(b':')?;
+        self.ws();
+        Some(bit)
     }
 
     /// A text field: null or a string of at most `max` bytes (a longer one
@@ -337,30 +343,23 @@ impl<'a> Scan<'a> {
         let items = self.array(rules.max_boards, |p| {
             p.expect(b'{')?;
             let (mut id, mut h, mut t, mut ok, mut total) = (None, None, None, None, None);
-            let mut seen = 0u8;
+            let mut seen = 0u64;
             p.ws();
             if p.peek()? == b'}' {
                 p.i += 1;
             } else {
                 loop {
-                    p.ws();
-                    p.expect(b'"')?;
-                    let bit = match p.string_body()? {
-                        "id" => 0,
-                        "hashrate" => 1,
-                        "temp" => 2,
-                        "chips_ok" => 3,
-                        "chips_total" => 4,
-                        _ => return None,
+                    let field = |key: &str| {
+                        Some(match key {
+                            "id" => 0,
+                            "hashrate" => 1,
+                            "temp" => 2,
+                            "chips_ok" => 3,
+                            "chips_total" => 4,
+                            _ => return None,
+                        })
                     };
-                    if seen & (1 << bit) != 0 {
-                        return None;
-                    }
-                    seen |= 1 << bit;
-                    p.ws();
-                    p.expect(b':')?;
-                    p.ws();
-                    match bit {
+                    match p.member(&mut seen, field)? {
                         0 => id = p.int(chips)?.map(i16c),
                         1 => h = p.number(hashrate)?.map(f32c),
                         2 => t = p.number(temp)?.map(f32c),
