@@ -60,6 +60,10 @@ pub struct LoadArgs {
     /// non-zero on any difference.
     #[arg(long)]
     pub verify: bool,
+    /// Write one CSV line per upload to this file (`start_s,start_unix,latency_ms,status,retries`;
+    /// start_s counts from the run's start): to see when the slow ones happened.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Write the final report as JSON to this file.
     #[arg(long)]
     pub json_report: Option<PathBuf>,

@@ -56,6 +56,17 @@ struct Tally {
     rows: AtomicU64,
     bytes_gzip: AtomicU64,
     bytes_raw: AtomicU64,
+    /// Per-upload trace lines, kept only with `--trace`.
+    trace: Option<Mutex<Vec<TraceLine>>>,
+}
+
+/// One upload in the `--trace` CSV.
+#[derive(Debug, Clone, Copy)]
+struct TraceLine {
+    start_s: f64,
+    latency_ms: f64,
+    status: u16,
+    retries: u32,
 }
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -80,11 +91,15 @@ pub async fn run(
         rows: AtomicU64::new(0),
         bytes_gzip: AtomicU64::new(0),
         bytes_raw: AtomicU64::new(0),
+        trace: args.trace.as_ref().map(|_| Mutex::default()),
     });
     let targets = Arc::new(targets);
     let run_id: u32 = rand::random();
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let deadline = started + Duration::from(args.duration);
     let limit = if args.requests == 0 {
         u64::MAX
@@ -97,6 +112,7 @@ pub async fn run(
         uri: upload_uri,
         targets,
         tally: tally.clone(),
+        started,
         retries: args.retries,
         timeout: args.timeout.into(),
         run_id,
@@ -176,6 +192,9 @@ pub async fn run(
     report.mb_per_s_compressed = tally.bytes_gzip.load(Ordering::Relaxed) as f64 / seconds / 1e6;
     report.mb_per_s_raw = tally.bytes_raw.load(Ordering::Relaxed) as f64 / seconds / 1e6;
     report.fill_latency(&tally.hist.lock().expect("tally"));
+    if let (Some(path), Some(lines)) = (&args.trace, &tally.trace) {
+        write_trace(path, started_unix, &lines.lock().expect("tally"));
+    }
     let acked = tally.acked.lock().expect("tally").clone();
     (report, acked)
 }
@@ -186,6 +205,7 @@ struct UploadCtx {
     uri: hyper::Uri,
     targets: Arc<Vec<Target>>,
     tally: Arc<Tally>,
+    started: Instant,
     retries: u32,
     timeout: Duration,
     run_id: u32,
@@ -213,11 +233,19 @@ impl UploadCtx {
         };
         let micros = since.elapsed().as_micros() as u64;
         let _ = self.tally.hist.lock().expect("tally").record(micros.max(1));
-        let label = match &outcome {
-            Attempt::Status(s, _) => s.as_u16().to_string(),
-            Attempt::ConnectionError => "connection_error".to_string(),
-            Attempt::Timeout => "timeout".to_string(),
+        let (label, code) = match &outcome {
+            Attempt::Status(s, _) => (s.as_u16().to_string(), s.as_u16()),
+            Attempt::ConnectionError => ("connection_error".to_string(), 0),
+            Attempt::Timeout => ("timeout".to_string(), 0),
         };
+        if let Some(trace) = &self.tally.trace {
+            trace.lock().expect("tally").push(TraceLine {
+                start_s: since.saturating_duration_since(self.started).as_secs_f64(),
+                latency_ms: micros as f64 / 1000.0,
+                status: code,
+                retries: attempt,
+            });
+        }
         *self
             .tally
             .statuses
@@ -281,6 +309,29 @@ enum Attempt {
     Status(StatusCode, u64),
     ConnectionError,
     Timeout,
+}
+
+/// Writes the `--trace` CSV in start order (status 0: no HTTP answer).
+fn write_trace(path: &std::path::Path, started_unix: f64, lines: &[TraceLine]) {
+    use std::io::Write;
+    let mut lines = lines.to_vec();
+    lines.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    let write = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(out, "start_s,start_unix,latency_ms,status,retries")?;
+        for l in &lines {
+            let unix = started_unix + l.start_s;
+            writeln!(
+                out,
+                "{:.4},{unix:.4},{:.3},{},{}",
+                l.start_s, l.latency_ms, l.status, l.retries
+            )?;
+        }
+        out.flush()
+    };
+    if let Err(e) = write() {
+        eprintln!("adit load: cannot write --trace {}: {e}", path.display());
+    }
 }
 
 /// One line a second on stderr: rates over the last second, errors, p99.

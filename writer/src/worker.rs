@@ -310,7 +310,17 @@ pub(crate) async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> 
         }
     });
     client
-        .batch_execute("SET TIME ZONE 'UTC'; SET client_min_messages = warning")
+        // backend_flush_after: a COPY backend writes the table's pages out
+        // of its ring buffer into the page cache; with PostgreSQL's default
+        // (0) the kernel lets them pile up (1 GB dirty after a 20 s burst
+        // here) and then writes them all at once, stalling every commit's
+        // WAL fsync behind it (p99 348-475 ms at half max rate). Asking for
+        // writeback every 2 MB keeps the disk busy evenly (p99 91-228 ms in
+        // the same A/B), at no cost in rows/s.
+        .batch_execute(
+            "SET TIME ZONE 'UTC'; SET client_min_messages = warning; \
+             SET backend_flush_after = '2MB'",
+        )
         .await?;
     Ok(client)
 }
