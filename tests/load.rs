@@ -59,6 +59,7 @@ async fn closed_and_open_models_verify_clean() {
     assert_eq!(report.status_counts.get("200"), Some(&report.uploads_ok));
 
     // Open model on the same sites: the verification counts only this run.
+    let trace = std::env::temp_dir().join(format!("adit-trace-{}.csv", std::process::id()));
     let open = args(
         srv.addr,
         &srv.db_url,
@@ -69,11 +70,32 @@ async fn closed_and_open_models_verify_clean() {
             "2s",
             "--verify",
             "--timestamps",
+            "--trace",
+            trace.to_str().unwrap(),
         ],
     );
     let report = adit_load::run_load(&open, sites(&srv, &[14, 15]).await)
         .await
         .unwrap();
+    // --trace: one line per upload, in start order, 50 ms apart at 20/s.
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("start_s,start_unix,latency_ms,status,retries")
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len() as u64, report.uploads_ok, "{csv}");
+    for (i, r) in rows.iter().enumerate() {
+        assert!(
+            (r[0] - i as f64 * 0.05).abs() < 1e-3,
+            "start of upload {i}: {csv}"
+        );
+        assert!(r[2] > 0.0 && r[3] == 200.0 && r[4] == 0.0, "{csv}");
+    }
+    let _ = std::fs::remove_file(&trace);
     assert_eq!(report.verified, Some(true), "{report:?}");
     assert!(report.model.starts_with("open"));
     // 20 uploads/s for 2 s: about 40 started, all answered.
