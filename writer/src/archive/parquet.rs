@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use adit_types::Sample;
 use arrow_array::builder::{
-    BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
-    ListBuilder, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, ListBuilder, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
@@ -93,35 +93,70 @@ pub fn schema() -> SchemaRef {
 }
 
 /// Builds one record batch from samples already in file order.
+///
+/// Row by row into all the column builders at once: each sample is read
+/// once, while its cache lines are in. Column by column, every one of the
+/// ~40 passes reached each sample again through the sort's pointers (the
+/// uploads of a part interleave), which cost 14 % of adit's CPU under load.
 pub fn record_batch(rows: &[&Sample]) -> Result<RecordBatch, ArchiveError> {
     let n = rows.len();
-    macro_rules! column {
-        ($builder:expr, $get:expr) => {{
-            let mut b = $builder;
-            for s in rows {
-                b.append_option($get(*s));
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }};
-    }
-    // Exact byte sizes up front: no builder regrows (and copies) midway.
-    let text = |get: fn(&Sample) -> Option<&str>| {
-        let bytes = rows.iter().map(|s| get(s).map_or(0, str::len)).sum();
-        column!(StringBuilder::with_capacity(n, bytes), get)
-    };
-    let f32c = |get: fn(&Sample) -> Option<f32>| column!(Float32Builder::with_capacity(n), get);
-    let f64c = |get: fn(&Sample) -> Option<f64>| column!(Float64Builder::with_capacity(n), get);
-    let i64c = |get: fn(&Sample) -> Option<i64>| column!(Int64Builder::with_capacity(n), get);
-    let i16c = |get: fn(&Sample) -> Option<i16>| column!(Int16Builder::with_capacity(n), get);
-
-    let ts = column!(
-        TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
-        |s: &Sample| Some(s.ts_micros)
-    );
-    let mut chips = ListBuilder::new(Float32Builder::new());
-    let mut fans = ListBuilder::new(Int32Builder::new());
-    let mut boards = ListBuilder::new(StructBuilder::from_fields(board_fields(), 0));
+    // The text columns' exact byte sizes (one pass): no builder regrows
+    // (and copies) midway.
+    let mut text_bytes = [0usize; TEXT_COLUMNS];
     for s in rows {
+        for (total, t) in text_bytes.iter_mut().zip(texts(s)) {
+            *total += t.map_or(0, str::len);
+        }
+    }
+    let mut text: Vec<StringBuilder> = text_bytes
+        .iter()
+        .map(|&bytes| StringBuilder::with_capacity(n, bytes))
+        .collect();
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut online = BooleanBuilder::with_capacity(n);
+    let mut f64s: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
+    let mut f32s: [Float32Builder; 8] = std::array::from_fn(|_| Float32Builder::with_capacity(n));
+    let mut i64s: [Int64Builder; 4] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
+    let mut i16s: [Int16Builder; 2] = std::array::from_fn(|_| Int16Builder::with_capacity(n));
+    let mut chips = ListBuilder::with_capacity(Float32Builder::new(), n);
+    let mut fans = ListBuilder::with_capacity(Int32Builder::new(), n);
+    let mut boards = ListBuilder::with_capacity(StructBuilder::from_fields(board_fields(), 0), n);
+    for s in rows {
+        ts.append_value(s.ts_micros);
+        for (b, t) in text.iter_mut().zip(texts(s)) {
+            b.append_option(t);
+        }
+        online.append_option(s.online);
+        for (b, v) in
+            f64s.iter_mut()
+                .zip([s.hashrate_ghs, s.hashrate_5s_ghs, s.hashrate_expected_ghs])
+        {
+            b.append_option(v);
+        }
+        let f32v = [
+            s.temperature_avg,
+            s.temperature_min,
+            s.temperature_max,
+            s.frequency_avg,
+            s.power_consumption,
+            s.efficiency,
+            s.pool_latency_ms,
+            s.latency_ms,
+        ];
+        for (b, v) in f32s.iter_mut().zip(f32v) {
+            b.append_option(v);
+        }
+        let i64v = [
+            s.accepted_shares,
+            s.rejected_shares,
+            s.hardware_errors,
+            s.uptime_seconds,
+        ];
+        for (b, v) in i64s.iter_mut().zip(i64v) {
+            b.append_option(v);
+        }
+        i16s[0].append_option(s.boards_total);
+        i16s[1].append_option(s.boards_healthy);
         match &s.temperature_chips {
             Some(v) => {
                 chips.values().append_slice(v);
@@ -169,40 +204,68 @@ pub fn record_batch(rows: &[&Sample]) -> Result<RecordBatch, ArchiveError> {
             None => boards.append(false),
         }
     }
+    fn done(b: &mut impl ArrayBuilder) -> ArrayRef {
+        b.finish()
+    }
+    let [miner, ip, pool_url, worker, health, model, firmware, error, extra] = &mut text[..] else {
+        unreachable!("TEXT_COLUMNS text builders")
+    };
+    let [hashrate, hashrate_5s, expected] = &mut f64s;
+    let [t_avg, t_min, t_max, freq, power, efficiency, pool_latency, latency] = &mut f32s;
+    let [accepted, rejected, hw_errors, uptime] = &mut i64s;
+    let [boards_total, boards_healthy] = &mut i16s;
+    // In the schema's order.
     let columns: Vec<ArrayRef> = vec![
-        ts,
-        text(|s| Some(s.miner_id.as_str())),
-        text(|s| s.ip_address.as_deref()),
-        column!(BooleanBuilder::with_capacity(n), |s: &Sample| s.online),
-        f64c(|s| s.hashrate_ghs),
-        f64c(|s| s.hashrate_5s_ghs),
-        f64c(|s| s.hashrate_expected_ghs),
-        f32c(|s| s.temperature_avg),
-        f32c(|s| s.temperature_min),
-        f32c(|s| s.temperature_max),
-        Arc::new(chips.finish()),
-        Arc::new(fans.finish()),
-        f32c(|s| s.frequency_avg),
-        i64c(|s| s.accepted_shares),
-        i64c(|s| s.rejected_shares),
-        i64c(|s| s.hardware_errors),
-        i64c(|s| s.uptime_seconds),
-        f32c(|s| s.power_consumption),
-        f32c(|s| s.efficiency),
-        text(|s| s.pool_url.as_deref()),
-        text(|s| s.worker_name.as_deref()),
-        f32c(|s| s.pool_latency_ms),
-        Arc::new(boards.finish()),
-        i16c(|s| s.boards_total),
-        i16c(|s| s.boards_healthy),
-        text(|s| s.overall_health.as_deref()),
-        text(|s| s.model.as_deref()),
-        text(|s| s.firmware_version.as_deref()),
-        text(|s| s.error_message.as_deref()),
-        f32c(|s| s.latency_ms),
-        text(|s| s.extra.as_deref()),
+        done(&mut ts),
+        done(miner),
+        done(ip),
+        done(&mut online),
+        done(hashrate),
+        done(hashrate_5s),
+        done(expected),
+        done(t_avg),
+        done(t_min),
+        done(t_max),
+        done(&mut chips),
+        done(&mut fans),
+        done(freq),
+        done(accepted),
+        done(rejected),
+        done(hw_errors),
+        done(uptime),
+        done(power),
+        done(efficiency),
+        done(pool_url),
+        done(worker),
+        done(pool_latency),
+        done(&mut boards),
+        done(boards_total),
+        done(boards_healthy),
+        done(health),
+        done(model),
+        done(firmware),
+        done(error),
+        done(latency),
+        done(extra),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+/// Text columns of a sample, in [`record_batch`]'s order.
+const TEXT_COLUMNS: usize = 9;
+
+fn texts(s: &Sample) -> [Option<&str>; TEXT_COLUMNS] {
+    [
+        Some(s.miner_id.as_str()),
+        s.ip_address.as_deref(),
+        s.pool_url.as_deref(),
+        s.worker_name.as_deref(),
+        s.overall_health.as_deref(),
+        s.model.as_deref(),
+        s.firmware_version.as_deref(),
+        s.error_message.as_deref(),
+        s.extra.as_deref(),
+    ]
 }
 
 /// High-cardinality numbers: a dictionary only gets in zstd's way there
