@@ -217,6 +217,7 @@ async fn write_with_retry(
                 client,
                 &mut tables.partitions,
                 &mut tables.marks,
+                &mut tables.copy_buf,
                 uploads,
                 acks,
                 now,
@@ -280,6 +281,8 @@ fn committed_outcomes(uploads: &[&Upload], acks: &[String]) -> Vec<Outcome> {
 struct Tables {
     partitions: PartitionCache,
     marks: DirtyMarks,
+    /// The COPY buffer, kept between flushes (see `flush::copy_samples`).
+    copy_buf: bytes::BytesMut,
 }
 
 /// A lazily (re)opened connection.
