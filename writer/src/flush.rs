@@ -49,13 +49,20 @@ impl From<tokio_postgres::Error> for FlushFailure {
     }
 }
 
+/// What a writer worker keeps between flushes.
+#[derive(Debug, Default)]
+pub struct Tables {
+    pub partitions: PartitionCache,
+    pub marks: DirtyMarks,
+    /// The COPY buffer (see [`copy_samples`]).
+    pub copy_buf: BytesMut,
+}
+
 /// Writes `uploads` in one transaction; `acks[i]` is the answer of
 /// `uploads[i]`, stored with its idempotency claim.
 pub async fn flush(
     client: &mut Client,
-    partitions: &mut PartitionCache,
-    marks: &mut DirtyMarks,
-    copy_buf: &mut BytesMut,
+    tables: &mut Tables,
     uploads: &[&Upload],
     acks: &[String],
     now: DateTime<Utc>,
@@ -74,7 +81,7 @@ pub async fn flush(
         table: Partitioned::UploadLog,
         day: log_day,
     });
-    partitions.ensure(client, wanted).await?;
+    tables.partitions.ensure(client, wanted).await?;
 
     let tx = client.transaction().await?;
     let duplicates = claim_idempotency_keys(&tx, uploads, acks).await?;
@@ -85,19 +92,19 @@ pub async fn flush(
         .map(|(_, u)| *u)
         .collect();
 
-    copy_samples(&tx, copy_buf, &kept, archive_batch).await?;
+    copy_samples(&tx, &mut tables.copy_buf, &kept, archive_batch).await?;
     if let Some(batch_id) = archive_batch {
         queue_for_archive(&tx, &kept, batch_id).await?;
     }
     copy_rejects(&tx, &kept).await?;
     log_uploads(&tx, &kept, now).await?;
-    let new_marks = marks.wanted(&kept);
+    let new_marks = tables.marks.wanted(&kept);
     dirty::write(&tx, &new_marks).await?;
     tx.commit().await.map_err(|e| FlushFailure {
         error: e.into(),
         at_commit: true,
     })?;
-    marks.committed(&new_marks, now.timestamp_micros());
+    tables.marks.committed(&new_marks, now.timestamp_micros());
 
     Ok(acks
         .iter()

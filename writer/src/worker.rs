@@ -12,9 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::archive::ArchiveBatch;
 use crate::batcher::{Batch, Pending};
-use crate::dirty::DirtyMarks;
-use crate::flush::{self, FlushFailure, Outcome};
-use crate::partition::PartitionCache;
+use crate::flush::{self, FlushFailure, Outcome, Tables};
 use crate::{retry, Ack, Error, Result, Shared, Upload};
 
 /// Longest idle sleep between looks at the queue (also bounds how long a
@@ -213,17 +211,7 @@ async fn write_with_retry(
                 );
                 return Ok(committed_outcomes(uploads, acks));
             }
-            flush::flush(
-                client,
-                &mut tables.partitions,
-                &mut tables.marks,
-                &mut tables.copy_buf,
-                uploads,
-                acks,
-                now,
-                archive_batch,
-            )
-            .await
+            flush::flush(client, tables, uploads, acks, now, archive_batch).await
         }
         .await;
         let FlushFailure { error, at_commit } = match result {
@@ -274,15 +262,6 @@ fn committed_outcomes(uploads: &[&Upload], acks: &[String]) -> Vec<Outcome> {
             None => Outcome::Committed(a.clone()),
         })
         .collect()
-}
-
-/// What a worker remembers about the tables it writes.
-#[derive(Debug, Default)]
-struct Tables {
-    partitions: PartitionCache,
-    marks: DirtyMarks,
-    /// The COPY buffer, kept between flushes (see `flush::copy_samples`).
-    copy_buf: bytes::BytesMut,
 }
 
 /// A lazily (re)opened connection.
