@@ -4,7 +4,9 @@
 #       table, 1 and 2 parallel streams, best taken
 #   (b) adit end to end at max throughput (closed model) + ratio to (a)
 #   (c) front door alone (writer in discard mode)
-#   (d) p50/p99 at half of (b)'s rate (open model)
+#   (d) p50/p99 at half of (b)'s rate (open model); every upload's start
+#       and latency in target/bench/half-trace.csv, to see when the slow
+#       ones happened
 #   (e) peak RSS of adit: in (b)+(d), and under (g)
 #   (g) overload: open model at 3x (b)'s rate, no client retries; what is
 #       acknowledged is verified, the rest is shed with 503
@@ -107,7 +109,7 @@ cpu_ticks=$(( $(awk '{ print $14 + $15 }' "/proc/$server_pid/stat") - cpu0 ))
 half_rate=$(python3 -c "import json; print(round(json.load(open('$out/e2e.json'))['uploads_per_s'] / 2, 2))")
 say "(d) open model at $half_rate uploads/s (half of max), ${SECONDS_RUN}s"
 load "$e2e_url" "$out/half.json" --create-sites "$SITES" --rate "$half_rate" \
-    --duration "${SECONDS_RUN}s" --verify
+    --duration "${SECONDS_RUN}s" --verify --trace "$out/half-trace.csv"
 rss=$(peak_rss_mib)
 stop_server
 archive_files=$(find "$out/archive" -name '*.parquet' | wc -l)
