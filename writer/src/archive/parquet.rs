@@ -108,10 +108,8 @@ pub fn record_batch(rows: &[&Sample]) -> Result<RecordBatch, ArchiveError> {
             *total += t.map_or(0, str::len);
         }
     }
-    let mut text: Vec<StringBuilder> = text_bytes
-        .iter()
-        .map(|&bytes| StringBuilder::with_capacity(n, bytes))
-        .collect();
+    let mut text: [StringBuilder; TEXT_COLUMNS] =
+        std::array::from_fn(|i| StringBuilder::with_capacity(n, text_bytes[i]));
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut online = BooleanBuilder::with_capacity(n);
     let mut f64s: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
@@ -207,9 +205,7 @@ pub fn record_batch(rows: &[&Sample]) -> Result<RecordBatch, ArchiveError> {
     fn done(b: &mut impl ArrayBuilder) -> ArrayRef {
         b.finish()
     }
-    let [miner, ip, pool_url, worker, health, model, firmware, error, extra] = &mut text[..] else {
-        unreachable!("TEXT_COLUMNS text builders")
-    };
+    let [miner, ip, pool_url, worker, health, model, firmware, error, extra] = &mut text;
     let [hashrate, hashrate_5s, expected] = &mut f64s;
     let [t_avg, t_min, t_max, freq, power, efficiency, pool_latency, latency] = &mut f32s;
     let [accepted, rejected, hw_errors, uptime] = &mut i64s;
