@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: adit against its limits, all in one run on one machine (SPEC §5).
 #   (a) raw limit: psql \copy (FORMAT binary) of the same rows into the same
-#       table, 1 and 2 parallel streams, best taken
+#       table, 1 and 2 parallel streams, best taken; the rows are rounds of
+#       the same fleet, as (b) sends them (2 streams: half the sites each)
 #   (b) adit end to end at max throughput (closed model) + ratio to (a)
 #   (c) front door alone (writer in discard mode)
 #   (d) p50/p99 at half of (b)'s rate (open model); every upload's start
@@ -69,8 +70,13 @@ peak_rss_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/s
 # ---- (a) raw psql binary COPY -------------------------------------------
 say "(a) raw psql binary COPY of $RAW_ROWS rows, 1 and 2 streams"
 raw_url=$(fresh_db adit_bench_raw)
-cols=$("$adit" copy-file --rows "$RAW_ROWS" --out "$out/raw.copy" 2>/dev/null)
-"$adit" copy-file --rows "$RAW_ROWS" --parts 2 --out "$out/raw.copy" >/dev/null 2>&1
+# The rows of (b): rounds of the same $SITES sites' miners, in the order
+# collectors send them (a new site per upload would only ever append at the
+# btree's right edge, a baseline no load run can meet or should).
+cols=$("$adit" copy-file --rows "$RAW_ROWS" --sites "$SITES" --miners "$ROWS_PER_UPLOAD" \
+    --out "$out/raw.copy" 2>/dev/null)
+"$adit" copy-file --rows "$RAW_ROWS" --sites "$SITES" --miners "$ROWS_PER_UPLOAD" --parts 2 \
+    --out "$out/raw.copy" >/dev/null 2>&1
 part=$(psql_q "$raw_url" "SELECT adit_ensure_day_partition('miner_telemetry', (now() AT TIME ZONE 'UTC')::date)")
 copy_into() { psql "$raw_url" -qX -v ON_ERROR_STOP=1 -c "\\copy $part ($cols) FROM '$1' WITH (FORMAT binary)"; }
 raw_1=0; raw_2=0

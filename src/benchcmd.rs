@@ -2,6 +2,13 @@
 //! upload as a PostgreSQL binary COPY file, through the real parse and
 //! encode path, so psql's raw `\copy … (FORMAT binary)` and adit load the
 //! very same rows into the same table.
+//!
+//! The rows come in the order collectors send them: round after round of
+//! the same fleet (`--sites` sites of `--miners` miners), each round one
+//! collection later. Order matters to PostgreSQL: the btree on
+//! (site_id, miner_id, ts) takes rows of ever new miners at its right
+//! edge almost for free, while rounds of the same miners land all over it,
+//! as they do under a load run.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -20,26 +27,31 @@ pub struct CopyFileArgs {
     /// Miners per site (rows per simulated upload).
     #[arg(long, default_value_t = 1000)]
     pub miners: usize,
+    /// Sites in the fleet (as `adit load --create-sites`); the rows are
+    /// rounds of all of them. Each part takes its share of the sites.
+    #[arg(long, default_value_t = 8)]
+    pub sites: usize,
     /// Split the rows over this many files (`<out>.0`, `<out>.1`, …) for
     /// parallel COPY streams; 1 writes `<out>` itself.
     #[arg(long, default_value_t = 1)]
     pub parts: usize,
-    /// First site id.
-    #[arg(long, default_value_t = 1)]
+    /// First site id (as `adit load --site-base`).
+    #[arg(long, default_value_t = 1000)]
     pub site_base: i32,
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
-    if args.miners == 0 || args.parts == 0 {
-        bail!("--miners and --parts must be positive");
+    if args.miners == 0 || args.parts == 0 || args.sites < args.parts {
+        bail!("--miners must be positive and --sites at least --parts (at least 1)");
     }
-    let now = chrono::Utc::now().timestamp_micros();
+    // Every row falls on today (UTC), one second per round from 01:00, so
+    // the file fits the day's partition whenever it is loaded that day.
+    let day = chrono::Utc::now().timestamp_micros().div_euclid(DAY_US) * DAY_US;
     let rules = Rules::default();
     let per_part = args.rows.div_ceil(args.parts);
     let mut written = 0usize;
-    let mut site = args.site_base;
     for part in 0..args.parts {
         let path = match args.parts {
             1 => args.out.clone(),
@@ -49,25 +61,36 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
             std::fs::File::create(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         );
+        let sites = (part * args.sites / args.parts)..((part + 1) * args.sites / args.parts);
+        let mut fleets: Vec<(i32, Fleet)> = sites
+            .map(|i| {
+                let site = args.site_base + i as i32;
+                (site, Fleet::new(site, args.miners, 42))
+            })
+            .collect();
         let mut buf = BytesMut::with_capacity(4 << 20);
         copy::begin(&mut buf);
         let mut rows = 0;
-        while rows < per_part && written < args.rows {
-            let mut fleet = Fleet::new(site, args.miners, 42);
-            let json = fleet.collect_json(None, 60);
-            let parsed = parse_batch(&json, &rules, now)?;
-            for s in parsed
-                .samples
-                .iter()
-                .take((per_part - rows).min(args.rows - written))
-            {
-                copy::encode_sample(&mut buf, site, None, s);
-                rows += 1;
-                written += 1;
+        'rounds: for round in 0.. {
+            let stamp = day + HOUR_US + round * 1_000_000;
+            for (site, fleet) in &mut fleets {
+                if rows >= per_part || written >= args.rows {
+                    break 'rounds;
+                }
+                let json = fleet.collect_json(None, 60);
+                let parsed = parse_batch(&json, &rules, stamp)?;
+                for s in parsed
+                    .samples
+                    .iter()
+                    .take((per_part - rows).min(args.rows - written))
+                {
+                    copy::encode_sample(&mut buf, *site, None, s);
+                    rows += 1;
+                    written += 1;
+                }
+                file.write_all(&buf)?;
+                buf.clear();
             }
-            file.write_all(&buf)?;
-            buf.clear();
-            site += 1;
         }
         copy::end(&mut buf);
         file.write_all(&buf)?;
@@ -77,3 +100,6 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
     println!("{}", copy::COPY_COLUMNS);
     Ok(())
 }
+
+const HOUR_US: i64 = 3_600_000_000;
+const DAY_US: i64 = 24 * HOUR_US;

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::Parser;
 use common::*;
 
@@ -147,4 +148,73 @@ async fn a_server_stopped_mid_run_shows_as_failures_not_successes() {
     assert!(report.status_counts.get("200") == Some(&report.uploads_ok));
     // Everything acknowledged before the stop is in PostgreSQL, exactly once.
     assert_eq!(report.verified, Some(true), "{report:?}");
+}
+
+/// `adit copy-file` (make bench's raw baseline) writes the rows a load run
+/// sends, in the order collectors send them: rounds of the same sites'
+/// miners, each round a second later, each part holding its own sites.
+/// psql's COPY of the old file (a new site per upload) only ever appended
+/// at the btree's right edge, which no load run does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_file_holds_rounds_of_the_same_fleet() {
+    let db_url = fresh_database("copyfile").await;
+    let mut db = connect(&db_url).await;
+    adit::migrate::migrate(&mut db).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("adit-copyfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("rows.copy");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args(["copy-file", "--rows", "14", "--miners", "3", "--sites", "2"])
+        .args(["--parts", "2", "--site-base", "70", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let columns = String::from_utf8(run.stdout).unwrap();
+    let part: String = db
+        .query_one(
+            "SELECT adit_ensure_day_partition('miner_telemetry', (now() AT TIME ZONE 'UTC')::date)::text",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (i, site) in [(0, 70), (1, 71)] {
+        db.batch_execute(&format!("TRUNCATE {part}")).await.unwrap();
+        let data = std::fs::read(format!("{}.{i}", out.display())).unwrap();
+        let sink = db
+            .copy_in::<_, Bytes>(&format!(
+                "COPY {part} ({}) FROM STDIN (FORMAT binary)",
+                columns.trim()
+            ))
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        futures_util::SinkExt::send(&mut sink, Bytes::from(data))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 7);
+        // In file order: miners 0, 1, 2 of round 0, then of round 1, …;
+        // one second between rounds; only this part's site.
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT site_id, miner_id, extract(epoch FROM ts)::float8 FROM {part} ORDER BY ctid"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let t0: f64 = rows[0].get(2);
+        for (n, row) in rows.iter().enumerate() {
+            assert_eq!(row.get::<_, i32>(0), site);
+            assert_eq!(row.get::<_, String>(1), format!("S{site}-M{:05}", n % 3));
+            assert_eq!(row.get::<_, f64>(2) - t0, (n / 3) as f64);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
