@@ -12,6 +12,8 @@ use hyper::header::HeaderValue;
 
 use crate::{Error, Result};
 
+mod whole;
+
 /// A `Content-Encoding` adit accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -70,6 +72,13 @@ where
 
 /// Decodes `body` into at most `limit` bytes.
 pub fn decompress(body: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes> {
+    if encoding == Encoding::Gzip {
+        if let Some(size) = gzip_trailer_size(&body).filter(|&n| n <= limit) {
+            if let Some(out) = whole::gunzip(&body, size) {
+                return Ok(Bytes::from(out));
+            }
+        }
+    }
     let reader: Box<dyn Read + '_> = match encoding {
         Encoding::Identity => {
             if body.len() > limit {
@@ -101,13 +110,17 @@ pub fn decompress(body: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes
 /// last member; only a hint: at most 64x the input is reserved, and the
 /// limit still rules what is read), else 8x the input.
 fn size_hint(body: &[u8], encoding: Encoding) -> usize {
-    match (encoding, body.len().checked_sub(4)) {
-        (Encoding::Gzip, Some(at)) if body.len() >= 18 => {
-            let isize = u32::from_le_bytes(body[at..].try_into().expect("4 bytes"));
-            (isize as usize).clamp(body.len(), body.len().saturating_mul(64))
-        }
+    match (encoding, gzip_trailer_size(body)) {
+        (Encoding::Gzip, Some(isize)) => isize.clamp(body.len(), body.len().saturating_mul(64)),
         _ => body.len().saturating_mul(8),
     }
+}
+
+/// The decoded size a gzip stream's trailer states (ISIZE: mod 2^32, of
+/// its last member; a claim until inflating proves it).
+fn gzip_trailer_size(body: &[u8]) -> Option<usize> {
+    let at = body.len().checked_sub(4).filter(|_| body.len() >= 18)?;
+    Some(u32::from_le_bytes(body[at..].try_into().expect("4 bytes")) as usize)
 }
 
 fn bad(encoding: Encoding, reason: String) -> Error {
@@ -161,6 +174,41 @@ mod tests {
             4096
         );
         assert!(decompress(gzip(&data), Encoding::Gzip, 4095).is_err());
+    }
+
+    #[test]
+    fn whole_bodies_take_libdeflate_and_the_rest_still_stream() {
+        let data = b"[{\"miner_id\":\"a\"},".repeat(300);
+        let one = gzip(&data);
+        assert_eq!(whole::gunzip(&one, data.len()).unwrap(), data);
+        // Two members: libdeflate would stop after the first, so the whole
+        // path declines and the stream decodes both (RFC 1952: members
+        // concatenate), even when both are the same and so is the trailer.
+        for second in [&b"{}]"[..], &data[..]] {
+            let two = Bytes::from([&one[..], &gzip(second)[..]].concat());
+            let size = gzip_trailer_size(&two).unwrap();
+            assert_eq!(whole::gunzip(&two, size), None);
+            let out = decompress(two, Encoding::Gzip, 1 << 20).unwrap();
+            assert_eq!(out, [&data[..], second].concat());
+        }
+        // A trailer stating less than the body holds is refused either way.
+        let mut lying = one.to_vec();
+        let at = lying.len() - 4;
+        lying[at..].copy_from_slice(&100u32.to_le_bytes());
+        assert_eq!(whole::gunzip(&lying, 100), None);
+        assert!(matches!(
+            decompress(Bytes::from(lying), Encoding::Gzip, 1 << 20),
+            Err(Error::BadEncoding { .. })
+        ));
+    }
+
+    #[test]
+    fn a_bomb_with_a_small_trailer_still_stops_at_the_limit() {
+        let mut bomb = gzip(&vec![b'0'; 50 << 20]).to_vec();
+        let at = bomb.len() - 4;
+        bomb[at..].copy_from_slice(&1000u32.to_le_bytes());
+        let err = decompress(Bytes::from(bomb), Encoding::Gzip, 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::DecompressedTooLarge { limit } if limit == 1 << 20));
     }
 
     #[test]
