@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use adit_ingest::validate::{parse_batch, Rules};
 use adit_load::fleet::Fleet;
+use adit_types::MICROS_PER_DAY;
 use adit_writer::copy;
 use anyhow::{bail, Context as _};
 use bytes::BytesMut;
@@ -48,7 +49,10 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
     }
     // Every row falls on today (UTC), one second per round from 01:00, so
     // the file fits the day's partition whenever it is loaded that day.
-    let day = chrono::Utc::now().timestamp_micros().div_euclid(DAY_US) * DAY_US;
+    let day = chrono::Utc::now()
+        .timestamp_micros()
+        .div_euclid(MICROS_PER_DAY)
+        * MICROS_PER_DAY;
     let rules = Rules::default();
     let per_part = args.rows.div_ceil(args.parts);
     let mut written = 0usize;
@@ -101,5 +105,4 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-const HOUR_US: i64 = 3_600_000_000;
-const DAY_US: i64 = 24 * HOUR_US;
+const HOUR_US: i64 = MICROS_PER_DAY / 24;
