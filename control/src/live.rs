@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use adit_types::Sample;
+use adit_types::{Sample, Text};
 use tokio_postgres::Client;
 use tracing::warn;
 
@@ -23,8 +23,8 @@ use crate::{ControlConfig, Result};
 struct Entry {
     ts_micros: i64,
     online: Option<bool>,
-    ip_address: Option<String>,
-    model: Option<String>,
+    ip_address: Option<Text>,
+    model: Option<Text>,
     hashrate_ghs: Option<f64>,
     hashrate_expected_ghs: Option<f64>,
     temperature_avg: Option<f32>,
@@ -36,13 +36,13 @@ struct Entry {
     rejected_shares: Option<i64>,
     hardware_errors: Option<i64>,
     uptime_seconds: Option<i64>,
-    pool_url: Option<String>,
-    worker_name: Option<String>,
+    pool_url: Option<Text>,
+    worker_name: Option<Text>,
     boards_total: Option<i16>,
     boards_healthy: Option<i16>,
-    overall_health: Option<String>,
-    firmware_version: Option<String>,
-    error_message: Option<String>,
+    overall_health: Option<Text>,
+    firmware_version: Option<Text>,
+    error_message: Option<Text>,
     /// Conditions as of the last sample (bit per [`EventType::TELEMETRY`]);
     /// `None` until the first sample since start.
     conditions: Option<u8>,
@@ -50,7 +50,7 @@ struct Entry {
 }
 
 /// Replaces `dst` with `src` without allocating when they are equal.
-fn set(dst: &mut Option<String>, src: &Option<String>) {
+fn set(dst: &mut Option<Text>, src: &Option<Text>) {
     if dst != src {
         dst.clone_from(src);
     }
@@ -60,7 +60,7 @@ fn set(dst: &mut Option<String>, src: &Option<String>) {
 struct Inner {
     /// ahash: seeded per process like std's SipHash (a collector cannot
     /// aim collisions at it) and several times faster on short keys.
-    sites: HashMap<i32, HashMap<String, Entry, ahash::RandomState>>,
+    sites: HashMap<i32, HashMap<Text, Entry, ahash::RandomState>>,
     /// Conditions with an unresolved event at start, per (site, miner).
     open_at_start: HashMap<(i32, String), u8>,
     opens: Vec<(i32, String, EventType, String)>,
@@ -142,7 +142,7 @@ impl LiveState {
                 Some(c) => c,
                 None => inner
                     .open_at_start
-                    .remove(&(site_id, s.miner_id.clone()))
+                    .remove(&(site_id, s.miner_id.to_string()))
                     .unwrap_or(0),
             };
             if now != before {
@@ -150,9 +150,9 @@ impl LiveState {
                     let (was, is) = (before >> bit & 1 == 1, now >> bit & 1 == 1);
                     if is && !was {
                         let msg = Self::message(ty, s, self);
-                        inner.opens.push((site_id, s.miner_id.clone(), ty, msg));
+                        inner.opens.push((site_id, s.miner_id.to_string(), ty, msg));
                     } else if was && !is {
-                        inner.resolves.push((site_id, s.miner_id.clone(), ty));
+                        inner.resolves.push((site_id, s.miner_id.to_string(), ty));
                     }
                 }
             }
@@ -236,7 +236,7 @@ impl LiveState {
             warn!(error = %e, miners = n, "Live state flush failed; will retry.");
             let mut inner = self.lock();
             for (site, miner) in rows.site.iter().zip(&rows.miner) {
-                if let Some(e) = inner.sites.get_mut(site).and_then(|m| m.get_mut(miner)) {
+                if let Some(e) = inner.sites.get_mut(site).and_then(|m| m.get_mut(miner.as_str())) {
                     e.dirty = true;
                 }
             }
@@ -294,8 +294,8 @@ impl Rows {
         self.ts
             .push(chrono::DateTime::from_timestamp_micros(e.ts_micros).unwrap_or_default());
         self.online.push(e.online);
-        self.ip.push(e.ip_address.clone());
-        self.model.push(e.model.clone());
+        self.ip.push(e.ip_address.as_deref().map(String::from));
+        self.model.push(e.model.as_deref().map(String::from));
         self.hashrate.push(e.hashrate_ghs);
         self.expected.push(e.hashrate_expected_ghs);
         self.temp_avg.push(e.temperature_avg);
@@ -307,13 +307,13 @@ impl Rows {
         self.rejected.push(e.rejected_shares);
         self.hw_errors.push(e.hardware_errors);
         self.uptime.push(e.uptime_seconds);
-        self.pool_url.push(e.pool_url.clone());
-        self.worker.push(e.worker_name.clone());
+        self.pool_url.push(e.pool_url.as_deref().map(String::from));
+        self.worker.push(e.worker_name.as_deref().map(String::from));
         self.boards_total.push(e.boards_total);
         self.boards_healthy.push(e.boards_healthy);
-        self.health.push(e.overall_health.clone());
-        self.firmware.push(e.firmware_version.clone());
-        self.error.push(e.error_message.clone());
+        self.health.push(e.overall_health.as_deref().map(String::from));
+        self.firmware.push(e.firmware_version.as_deref().map(String::from));
+        self.error.push(e.error_message.as_deref().map(String::from));
     }
 
     async fn upsert(&self, client: &Client) -> Result<u64> {

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use adit_types::{Boards, Reject, RowError, Sample, UploadSummary, MAX_LISTED_ERRORS};
+use adit_types::{Boards, Reject, RowError, Sample, Text, UploadSummary, MAX_LISTED_ERRORS};
 use serde::de::{Deserialize, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -426,7 +426,7 @@ struct Row<'a, 'r> {
     rules: &'r Rules,
     window: &'r Window,
     s: Sample,
-    miner_id: Option<String>,
+    miner_id: Option<Text>,
     ts: Option<i64>,
     /// Known fields seen so far, a bit each (duplicates are refused).
     seen: u64,
@@ -723,7 +723,7 @@ fn i16c(v: i64) -> i16 {
 }
 
 /// A string field's rules.
-fn text_rule(s: Option<String>, max_chars: usize) -> Field<String> {
+fn text_rule(s: Option<String>, max_chars: usize) -> Field<Text> {
     if let Some(s) = &s {
         if s.contains('\0') {
             return Err("contains \\u0000, which cannot be stored".into());
@@ -732,7 +732,7 @@ fn text_rule(s: Option<String>, max_chars: usize) -> Field<String> {
             return Err(format!("longer than {max_chars} characters"));
         }
     }
-    Ok(s)
+    Ok(s.map(Text::from))
 }
 
 /// A number inside its range.

@@ -12,7 +12,7 @@
 //! multiplication or division by an exact power of ten), so every float is
 //! bit for bit what the full path reads.
 
-use adit_types::{Boards, Sample};
+use adit_types::{Boards, Sample, Text};
 
 use super::{
     f32c, i16c, known_bit, timestamp_text, Rules, Window, BOARDS_COUNT_MAX, EFFICIENCY_MAX,
@@ -81,7 +81,7 @@ pub(super) fn row(text: &str, rules: &Rules, window: &Window) -> Option<(Sample,
             _ => return None,
         }
     }
-    let miner_id: String = miner_id?;
+    let miner_id: Text = miner_id?;
     if miner_id.is_empty() || miner_id.chars().any(char::is_control) {
         return None;
     }
@@ -192,13 +192,13 @@ impl<'a> Scan<'a> {
 
     /// A text field: null or a string of at most `max` bytes (a longer one
     /// may still fit in `max` characters; the full path counts them).
-    fn text(&mut self, max: usize) -> Option<Option<String>> {
+    fn text(&mut self, max: usize) -> Option<Option<Text>> {
         if self.null()? {
             return Some(None);
         }
         self.expect(b'"')?;
         let s = self.string_body()?;
-        (s.len() <= max).then(|| Some(s.to_owned()))
+        (s.len() <= max).then(|| Some(Text::from(s)))
     }
 
     fn boolean(&mut self) -> Option<Option<bool>> {

@@ -1,7 +1,7 @@
 //! Reading telemetry back from PostgreSQL as samples, for the sweeper and
 //! compaction (the rows the stream did not deliver, or a whole window).
 
-use adit_types::{Boards, Sample};
+use adit_types::{Boards, Sample, Text};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
@@ -26,8 +26,8 @@ pub fn sample_from_row(r: &Row) -> Sample {
         });
     Sample {
         ts_micros: ts.timestamp_micros(),
-        miner_id: r.get(2),
-        ip_address: r.get(3),
+        miner_id: Text::from(r.get::<_, &str>(2)),
+        ip_address: text(r, 3),
         online: r.get(4),
         hashrate_ghs: r.get(5),
         hashrate_5s_ghs: r.get(6),
@@ -44,16 +44,16 @@ pub fn sample_from_row(r: &Row) -> Sample {
         uptime_seconds: r.get(17),
         power_consumption: r.get(18),
         efficiency: r.get(19),
-        pool_url: r.get(20),
-        worker_name: r.get(21),
+        pool_url: text(r, 20),
+        worker_name: text(r, 21),
         pool_latency_ms: r.get(22),
         boards,
         boards_total: r.get(28),
         boards_healthy: r.get(29),
-        overall_health: r.get(30),
-        model: r.get(31),
-        firmware_version: r.get(32),
-        error_message: r.get(33),
+        overall_health: text(r, 30),
+        model: text(r, 31),
+        firmware_version: text(r, 32),
+        error_message: text(r, 33),
         latency_ms: r.get(34),
         extra: r.get(35),
     }
@@ -100,4 +100,9 @@ pub async fn window_rows(
     );
     let params: [&(dyn ToSql + Sync); 4] = [&site_id, &from, &to, &day];
     Ok(client.query_raw(&sql, params).await?)
+}
+
+/// A nullable text column as a sample's [`Text`].
+fn text(r: &Row, i: usize) -> Option<Text> {
+    r.get::<_, Option<&str>>(i).map(Text::from)
 }
