@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use adit_types::{Boards, Reject, RowError, Sample, Text, UploadSummary, MAX_LISTED_ERRORS};
+use adit_types::{Board, Boards, Reject, RowError, Sample, Text, UploadSummary, MAX_LISTED_ERRORS};
 use serde::de::{Deserialize, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -799,7 +799,7 @@ fn int_items(
         .map(Some)
 }
 
-/// `boards[]` into parallel columns, in one typed pass over the array; the
+/// `boards[]` into [`Boards`], in one typed pass over the array; the
 /// flag says some board carried fields the contract does not name (the
 /// caller then keeps the raw array).
 fn boards<'a>(
@@ -811,14 +811,7 @@ fn boards<'a>(
     }
     let mut p = BoardsParse {
         rules,
-        b: Boards {
-            ids: None,
-            hashrate: Vec::with_capacity(4),
-            temp: Vec::with_capacity(4),
-            chips_ok: Vec::with_capacity(4),
-            chips_total: Vec::with_capacity(4),
-        },
-        ids: Vec::with_capacity(4),
+        b: Vec::with_capacity(4),
         unknown: false,
         failed: None,
     };
@@ -829,16 +822,7 @@ fn boards<'a>(
             reason: "expected an array of objects".into(),
         }));
     }
-    let BoardsParse {
-        mut b,
-        ids,
-        unknown,
-        ..
-    } = p;
-    let implicit = ids.iter().enumerate().all(|(i, id)| *id == Some(i as i16));
-    if !implicit {
-        b.ids = Some(ids);
-    }
+    let BoardsParse { b, unknown, .. } = p;
     Ok(Some((b, unknown)))
 }
 
@@ -846,7 +830,6 @@ fn boards<'a>(
 struct BoardsParse<'r> {
     rules: &'r Rules,
     b: Boards,
-    ids: Vec<Option<i16>>,
     unknown: bool,
     failed: Option<Invalid<'static>>,
 }
@@ -860,7 +843,7 @@ impl<'a> Visitor<'a> for &mut BoardsParse<'_> {
 
     fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
         loop {
-            let index = self.ids.len();
+            let index = self.b.len();
             if index == self.rules.max_boards {
                 if seq.next_element::<IgnoredAny>()?.is_some() {
                     self.failed = Some(Invalid {
@@ -956,11 +939,13 @@ impl<'a> Visitor<'a> for BoardSeed<'_, '_> {
                 return Err(serde::de::Error::custom("board refused"));
             }
         }
-        p.ids.push(id);
-        p.b.hashrate.push(hashrate);
-        p.b.temp.push(t);
-        p.b.chips_ok.push(ok);
-        p.b.chips_total.push(total);
+        p.b.push(Board {
+            id,
+            hashrate,
+            temp: t,
+            chips_ok: ok,
+            chips_total: total,
+        });
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! The column lists sit next to the encoders that must follow them; the
 //! tables are defined in `migrations/0001_init.sql`.
 
-use adit_types::{Reject, Sample, PG_EPOCH_OFFSET_MICROS};
+use adit_types::{implicit_board_ids, Reject, Sample, PG_EPOCH_OFFSET_MICROS};
 use bytes::{BufMut, BytesMut};
 
 /// The telemetry columns, in the order [`encode_sample`] writes them.
@@ -81,17 +81,13 @@ pub fn encode_sample(buf: &mut BytesMut, site_id: i32, batch_id: Option<i64>, s:
     text(buf, s.pool_url.as_deref());
     text(buf, s.worker_name.as_deref());
     float4(buf, s.pool_latency_ms);
-    let boards = s.boards.as_ref();
-    array(
-        buf,
-        OID_INT2,
-        boards.and_then(|b| b.ids.as_deref()),
-        opt_int2,
-    );
-    array(buf, OID_FLOAT4, boards.map(|b| &b.hashrate[..]), opt_float4);
-    array(buf, OID_FLOAT4, boards.map(|b| &b.temp[..]), opt_float4);
-    array(buf, OID_INT2, boards.map(|b| &b.chips_ok[..]), opt_int2);
-    array(buf, OID_INT2, boards.map(|b| &b.chips_total[..]), opt_int2);
+    let boards = s.boards.as_deref();
+    let ids = boards.filter(|b| !implicit_board_ids(b));
+    array(buf, OID_INT2, ids.map(|b| b.iter().map(|x| &x.id)), opt_int2);
+    array(buf, OID_FLOAT4, boards.map(|b| b.iter().map(|x| &x.hashrate)), opt_float4);
+    array(buf, OID_FLOAT4, boards.map(|b| b.iter().map(|x| &x.temp)), opt_float4);
+    array(buf, OID_INT2, boards.map(|b| b.iter().map(|x| &x.chips_ok)), opt_int2);
+    array(buf, OID_INT2, boards.map(|b| b.iter().map(|x| &x.chips_total)), opt_int2);
     int2(buf, s.boards_total);
     int2(buf, s.boards_healthy);
     text(buf, s.overall_health.as_deref());
@@ -193,11 +189,16 @@ fn jsonb(buf: &mut BytesMut, v: Option<&str>) {
 }
 
 /// A one-dimensional array; `put` writes each element with its length.
-fn array<T>(buf: &mut BytesMut, elem_oid: u32, v: Option<&[T]>, put: impl Fn(&mut BytesMut, &T)) {
+fn array<I>(buf: &mut BytesMut, elem_oid: u32, v: Option<I>, put: impl Fn(&mut BytesMut, I::Item))
+where
+    I: IntoIterator,
+    I::IntoIter: ExactSizeIterator,
+{
     let Some(items) = v else { return null(buf) };
+    let items = items.into_iter();
     let len_at = buf.len();
     buf.put_i32(0); // patched below
-    if items.is_empty() {
+    if items.len() == 0 {
         buf.put_i32(0); // dimensions
         buf.put_i32(0); // has-nulls flag
         buf.put_u32(elem_oid);
@@ -209,10 +210,11 @@ fn array<T>(buf: &mut BytesMut, elem_oid: u32, v: Option<&[T]>, put: impl Fn(&mu
         buf.put_i32(items.len() as i32);
         buf.put_i32(1); // lower bound
         let body_at = buf.len();
+        let count = items.len();
         for item in items {
             put(buf, item);
         }
-        if has_null_element(&buf[body_at..], items.len()) {
+        if has_null_element(&buf[body_at..], count) {
             buf[flag_at..flag_at + 4].copy_from_slice(&1i32.to_be_bytes());
         }
     }
@@ -267,7 +269,7 @@ mod tests {
     #[test]
     fn empty_array_has_no_dimensions() {
         let mut buf = BytesMut::new();
-        array::<f32>(&mut buf, OID_FLOAT4, Some(&[]), |_, _| {});
+        array(&mut buf, OID_FLOAT4, Some(&[] as &[f32]), |_, _| {});
         assert_eq!(
             &buf[..],
             &[0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 188]

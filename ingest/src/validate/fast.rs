@@ -12,7 +12,7 @@
 //! multiplication or division by an exact power of ten), so every float is
 //! bit for bit what the full path reads.
 
-use adit_types::{Boards, Sample, Text};
+use adit_types::{Board, Boards, Sample, Text};
 
 use super::{
     f32c, i16c, known_bit, timestamp_text, Rules, Window, BOARDS_COUNT_MAX, EFFICIENCY_MAX,
@@ -331,15 +331,7 @@ impl<'a> Scan<'a> {
         let temp = (rules.temperature_min_c, rules.temperature_max_c);
         let hashrate = (0.0, rules.hashrate_max_ghs);
         let chips = i64::from(i16::MAX);
-        let mut b = Boards {
-            ids: None,
-            hashrate: Vec::with_capacity(4),
-            temp: Vec::with_capacity(4),
-            chips_ok: Vec::with_capacity(4),
-            chips_total: Vec::with_capacity(4),
-        };
-        // Ids are kept only when they are not simply 0, 1, 2, ….
-        let mut ids: Option<Vec<Option<i16>>> = None;
+        let mut b: Boards = Vec::with_capacity(4);
         let items = self.array(rules.max_boards, |p| {
             p.expect(b'{')?;
             let (mut id, mut h, mut t, mut ok, mut total) = (None, None, None, None, None);
@@ -374,26 +366,18 @@ impl<'a> Scan<'a> {
                     }
                 }
             }
-            let index = b.hashrate.len();
-            match &mut ids {
-                Some(ids) => ids.push(id),
-                None if id != Some(index as i16) => {
-                    let mut v: Vec<Option<i16>> = (0..index).map(|i| Some(i as i16)).collect();
-                    v.push(id);
-                    ids = Some(v);
-                }
-                None => {}
-            }
-            b.hashrate.push(h);
-            b.temp.push(t);
-            b.chips_ok.push(ok);
-            b.chips_total.push(total);
+            b.push(Board {
+                id,
+                hashrate: h,
+                temp: t,
+                chips_ok: ok,
+                chips_total: total,
+            });
             Some(())
         })?;
         if items.is_none() {
             return Some(None);
         }
-        b.ids = ids;
         Some(Some(b))
     }
 
@@ -726,8 +710,9 @@ mod tests {
         assert_eq!(s.temperature_chips, Some(vec![60.0, 61.5, -2.5]));
         assert_eq!(s.ts_micros, 1_767_225_500_000_000);
         let b = s.boards.as_ref().unwrap();
-        assert_eq!(b.ids, None, "implicit ids");
-        assert_eq!(b.hashrate, [Some(31000.5), None]);
+        assert!(adit_types::implicit_board_ids(b), "ids 0, 1");
+        assert_eq!(b[0].hashrate, Some(31000.5));
+        assert_eq!(b[1].hashrate, None);
         let full = parse_batch_full_path(format!("[{row}]").as_bytes(), &rules, NOW).unwrap();
         assert_eq!(format!("{:?}", full.samples[0]), format!("{s:?}"));
     }

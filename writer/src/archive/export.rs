@@ -1,7 +1,7 @@
 //! Reading telemetry back from PostgreSQL as samples, for the sweeper and
 //! compaction (the rows the stream did not deliver, or a whole window).
 
-use adit_types::{Boards, Sample, Text};
+use adit_types::{Board, Boards, Sample, Text};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
@@ -17,12 +17,21 @@ pub fn sample_from_row(r: &Row) -> Sample {
     let ts: DateTime<Utc> = r.get(0);
     let boards = r
         .get::<_, Option<Vec<Option<f32>>>>(24)
-        .map(|hashrate| Boards {
-            ids: r.get(23),
-            hashrate,
-            temp: r.get::<_, Option<Vec<Option<f32>>>>(25).unwrap_or_default(),
-            chips_ok: r.get::<_, Option<Vec<Option<i16>>>>(26).unwrap_or_default(),
-            chips_total: r.get::<_, Option<Vec<Option<i16>>>>(27).unwrap_or_default(),
+        .map(|hashrate| {
+            let ids: Option<Vec<Option<i16>>> = r.get(23);
+            let temp: Vec<Option<f32>> = r.get::<_, Option<_>>(25).unwrap_or_default();
+            let ok: Vec<Option<i16>> = r.get::<_, Option<_>>(26).unwrap_or_default();
+            let total: Vec<Option<i16>> = r.get::<_, Option<_>>(27).unwrap_or_default();
+            let at = |v: &[Option<i16>], i: usize| v.get(i).copied().flatten();
+            (0..hashrate.len())
+                .map(|i| Board {
+                    id: ids.as_ref().map_or(Some(i as i16), |v| at(v, i)),
+                    hashrate: hashrate[i],
+                    temp: temp.get(i).copied().flatten(),
+                    chips_ok: at(&ok, i),
+                    chips_total: at(&total, i),
+                })
+                .collect::<Boards>()
         });
     Sample {
         ts_micros: ts.timestamp_micros(),

@@ -175,27 +175,26 @@ pub fn record_batch(rows: &[&Sample]) -> Result<RecordBatch, ArchiveError> {
             Some(b) => {
                 let items = boards.values();
                 let n = b.len();
-                let ids = items.field_builder::<Int16Builder>(0).expect("id");
-                match &b.ids {
-                    Some(v) => ids.extend_from_iter_option(v.iter().copied()),
-                    None => ids.extend_from_iter_option((0..n).map(|i| Some(i as i16))),
-                }
+                items
+                    .field_builder::<Int16Builder>(0)
+                    .expect("id")
+                    .extend_from_iter_option(b.iter().map(|x| x.id));
                 items
                     .field_builder::<Float32Builder>(1)
                     .expect("hashrate")
-                    .extend_from_iter_option(b.hashrate.iter().copied());
+                    .extend_from_iter_option(b.iter().map(|x| x.hashrate));
                 items
                     .field_builder::<Float32Builder>(2)
                     .expect("temp")
-                    .extend_from_iter_option(b.temp.iter().copied());
+                    .extend_from_iter_option(b.iter().map(|x| x.temp));
                 items
                     .field_builder::<Int16Builder>(3)
                     .expect("chips_ok")
-                    .extend_from_iter_option(b.chips_ok.iter().copied());
+                    .extend_from_iter_option(b.iter().map(|x| x.chips_ok));
                 items
                     .field_builder::<Int16Builder>(4)
                     .expect("chips_total")
-                    .extend_from_iter_option(b.chips_total.iter().copied());
+                    .extend_from_iter_option(b.iter().map(|x| x.chips_total));
                 items.append_non_nulls(n);
                 boards.append(true);
             }
@@ -336,7 +335,7 @@ pub fn encode_at(samples: &[&Sample], level: i32) -> Result<Vec<u8>, ArchiveErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adit_types::Boards;
+    use adit_types::Board;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float32Type, Int64Type, TimestampMicrosecondType};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -347,13 +346,22 @@ mod tests {
             miner_id: miner.into(),
             accepted_shares: Some(ts * 2),
             temperature_chips: Some(vec![60.5, 61.5]),
-            boards: Some(Boards {
-                ids: None,
-                hashrate: vec![Some(100.5), None],
-                temp: vec![Some(60.0), Some(61.0)],
-                chips_ok: vec![Some(76), Some(75)],
-                chips_total: vec![Some(76), Some(76)],
-            }),
+            boards: Some(vec![
+                Board {
+                    id: Some(0),
+                    hashrate: Some(100.5),
+                    temp: Some(60.0),
+                    chips_ok: Some(76),
+                    chips_total: Some(76),
+                },
+                Board {
+                    id: Some(1),
+                    hashrate: None,
+                    temp: Some(61.0),
+                    chips_ok: Some(75),
+                    chips_total: Some(76),
+                },
+            ]),
             extra: Some(r#"{"psu":"ok"}"#.into()),
             ..Default::default()
         }
