@@ -318,7 +318,10 @@ pub fn encode_at(samples: &[&Sample], level: i32) -> Result<Vec<u8>, ArchiveErro
         return Err(ArchiveError::Empty);
     }
     let mut rows: Vec<&Sample> = samples.to_vec();
-    rows.sort_unstable_by(|a, b| {
+    // Stable sort on purpose: a part is a run of uploads, each already in
+    // miner order as collectors send them, and the stable sort merges such
+    // runs instead of partitioning the whole part.
+    rows.sort_by(|a, b| {
         a.miner_id
             .cmp(&b.miner_id)
             .then(a.ts_micros.cmp(&b.ts_micros))
