@@ -32,6 +32,7 @@ test: setup pg-start
 	export DATABASE_URL; \
 	export ADIT_TEST_DATABASE_URL="$$DATABASE_URL"; \
 	echo "make test: DATABASE_URL=$$DATABASE_URL"; \
+	$(PG) drop-test-databases; \
 	$(CARGO_TEST) 2>&1 | tee .data/test.log; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' .data/test.log
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}

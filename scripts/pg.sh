@@ -6,6 +6,9 @@
 #   scripts/pg.sh status   exit 0 when running
 #   scripts/pg.sh url      print postgres://adit@127.0.0.1:$PORT/adit (stdout)
 #   scripts/pg.sh psql …   psql into the "adit" database
+#   scripts/pg.sh drop-test-databases
+#                          drop the adit_t_* databases earlier test runs left
+#                          (each test gets its own; `make test` calls this first)
 #
 # Environment: ADIT_PG_DIR (cluster directory, default .data/pg), ADIT_PG_PORT (default 54329), ADIT_PG_BIN (PostgreSQL bin dir,
 # default: newest /usr/lib/postgresql/*/bin, preferring 15+), ADIT_PG_WAIT
@@ -380,8 +383,19 @@ cmd_psql() {
     exec "$PSQL" -h 127.0.0.1 -p "$PORT" -U adit -d adit "$@"
 }
 
+cmd_drop_test_databases() {
+    pick_pgbin || true
+    find_psql
+    local q=("$PSQL" -h 127.0.0.1 -p "$PORT" -U adit -d adit -qAtX)
+    local db n=0
+    for db in $("${q[@]}" -c "SELECT datname FROM pg_database WHERE datname LIKE 'adit\_t\_%'"); do
+        "${q[@]}" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null && n=$((n + 1))
+    done
+    msg "dropped $n test database(s) left by earlier runs"
+}
+
 usage() {
-    echo "usage: scripts/pg.sh start|stop|status|url|psql [psql args...]" >&2
+    echo "usage: scripts/pg.sh start|stop|status|url|psql [psql args...]|drop-test-databases" >&2
     exit 2
 }
 
@@ -394,6 +408,7 @@ case "$cmd" in
     status) cmd_status ;;
     url) printf 'postgres://adit@127.0.0.1:%s/adit\n' "$PORT" ;;
     psql) cmd_psql "$@" ;;
+    drop-test-databases) cmd_drop_test_databases ;;
     -h | --help | help) usage ;;
     *) msg "unknown command '$cmd'"; usage ;;
 esac
