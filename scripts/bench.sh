@@ -7,7 +7,8 @@
 #   (c) front door alone (writer in discard mode)
 #   (d) p50/p99 at half of (b)'s rate (open model); every upload's start
 #       and latency in target/bench/half-trace.csv, to see when the slow
-#       ones happened
+#       ones happened (scripts/stalls.py lines them up with the writer's
+#       flushes, which the server logs to target/bench/serve.log)
 #   (e) peak RSS of adit: in (b)+(d), and under (g)
 #   (g) overload: open model at 3x (b)'s rate, no client retries; what is
 #       acknowledged is verified, the rest is shed with 503
@@ -27,6 +28,7 @@ ROWS_PER_UPLOAD=${BENCH_ROWS_PER_UPLOAD:-1000}
 PORT=${BENCH_PORT:-18080}
 out=target/bench
 mkdir -p "$out"
+: >"$out/serve.log" # this run's server log only
 adit=$root/target/release/adit
 
 export PGOPTIONS='-c client_min_messages=warning'
@@ -57,7 +59,7 @@ stop_server() {
 trap stop_server EXIT
 start_server() { # url, extra args...
     local url=$1; shift
-    DATABASE_URL=$url RUST_LOG=warn "$adit" serve --listen "127.0.0.1:$PORT" "$@" 2>>"$out/serve.log" &
+    DATABASE_URL=$url RUST_LOG=warn,adit_writer::worker=debug "$adit" serve --listen "127.0.0.1:$PORT" "$@" 2>>"$out/serve.log" &
     server_pid=$!
     for _ in $(seq 100); do
         curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && return 0

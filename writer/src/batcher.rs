@@ -30,6 +30,19 @@ impl Default for BatchLimits {
     }
 }
 
+/// How many of `queued` uploads a worker starting a batch takes when
+/// `free` workers (itself included) are gathering at once: `None` for all
+/// it can (the usual case: one worker free, or no more queued than one
+/// takes), else its even share, after which it flushes without waiting
+/// for more. After a stall (a commit waiting on the disk), both workers
+/// come free together before a backlog; the first one used to take all of
+/// it into one long COPY while the other wrote the next upload alone, and
+/// the backlog's uploads waited out the stall and that COPY in turn.
+pub fn share(queued: usize, free: usize) -> Option<usize> {
+    let each = queued.div_ceil(free.max(1));
+    (each < queued).then_some(each.max(1))
+}
+
 /// An upload waiting for its commit, and where to send the answer.
 #[derive(Debug)]
 pub struct Pending {
@@ -60,6 +73,11 @@ impl Batch {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Uploads gathered.
+    pub fn uploads(&self) -> usize {
+        self.pending.len()
     }
 
     /// True when the batch must leave now.
@@ -103,6 +121,20 @@ mod tests {
             ..Upload::test_upload()
         };
         Pending { upload, reply }
+    }
+
+    #[test]
+    fn a_backlog_is_shared_among_the_free_workers() {
+        // One worker free, or nothing to share: take all.
+        assert_eq!(share(12, 1), None);
+        assert_eq!(share(1, 2), None);
+        assert_eq!(share(0, 2), None);
+        assert_eq!(share(5, 0), None);
+        // Two free before twelve uploads: six each; odd counts round up.
+        assert_eq!(share(12, 2), Some(6));
+        assert_eq!(share(13, 2), Some(7));
+        assert_eq!(share(2, 2), Some(1));
+        assert_eq!(share(7, 3), Some(3));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio_postgres::{Client, NoTls};
 use tracing::{debug, error, info, warn};
 
 use crate::archive::ArchiveBatch;
-use crate::batcher::{Batch, Pending};
+use crate::batcher::{self, Batch, Pending};
 use crate::flush::{self, FlushFailure, Outcome, Tables};
 use crate::{retry, Ack, Error, Result, Shared, Upload};
 
@@ -28,18 +28,26 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
     let mut batch = Batch::default();
     let limits = shared.config.batch;
     loop {
+        shared.gathering.fetch_add(1, Ordering::SeqCst);
+        // This batch's share of a backlog other free workers take too.
+        let mut cap = None;
         loop {
             let now = Instant::now();
-            while !batch.should_flush(&limits, now) {
+            if batch.is_empty() {
+                cap = batcher::share(shared.queue.len(), shared.gathering.load(Ordering::SeqCst));
+            }
+            while !batch.should_flush(&limits, now) && cap.is_none_or(|c| batch.uploads() < c) {
                 let Some(p) = shared.queue.pop() else { break };
                 shared.stats.dequeued.fetch_add(1, Ordering::Relaxed);
                 batch.push(p, now);
             }
+            let taken_share = cap.is_some_and(|c| batch.uploads() >= c);
             let closing = shared.closing.load(Ordering::SeqCst);
-            if batch.should_flush(&limits, now) || (closing && !batch.is_empty()) {
+            if batch.should_flush(&limits, now) || taken_share || (closing && !batch.is_empty()) {
                 break;
             }
             if closing && shared.queue.is_empty() {
+                shared.gathering.fetch_sub(1, Ordering::SeqCst);
                 debug!(worker = id, "Writer worker stopped.");
                 return;
             }
@@ -50,6 +58,7 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
             };
             let _ = tokio::time::timeout(wait, shared.notify.notified()).await;
         }
+        shared.gathering.fetch_sub(1, Ordering::SeqCst);
         let rows = batch.rows();
         let pending = batch.take();
         let started = Instant::now();
