@@ -236,7 +236,11 @@ impl LiveState {
             warn!(error = %e, miners = n, "Live state flush failed; will retry.");
             let mut inner = self.lock();
             for (site, miner) in rows.site.iter().zip(&rows.miner) {
-                if let Some(e) = inner.sites.get_mut(site).and_then(|m| m.get_mut(miner.as_str())) {
+                if let Some(e) = inner
+                    .sites
+                    .get_mut(site)
+                    .and_then(|m| m.get_mut(miner.as_str()))
+                {
                     e.dirty = true;
                 }
             }
@@ -311,9 +315,12 @@ impl Rows {
         self.worker.push(e.worker_name.as_deref().map(String::from));
         self.boards_total.push(e.boards_total);
         self.boards_healthy.push(e.boards_healthy);
-        self.health.push(e.overall_health.as_deref().map(String::from));
-        self.firmware.push(e.firmware_version.as_deref().map(String::from));
-        self.error.push(e.error_message.as_deref().map(String::from));
+        self.health
+            .push(e.overall_health.as_deref().map(String::from));
+        self.firmware
+            .push(e.firmware_version.as_deref().map(String::from));
+        self.error
+            .push(e.error_message.as_deref().map(String::from));
     }
 
     async fn upsert(&self, client: &Client) -> Result<u64> {

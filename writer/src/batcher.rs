@@ -31,15 +31,15 @@ impl Default for BatchLimits {
 }
 
 /// How many of `queued` uploads a worker starting a batch takes when
-/// `free` workers (itself included) are gathering at once: `None` for all
-/// it can (the usual case: one worker free, or no more queued than one
-/// takes), else its even share, after which it flushes without waiting
-/// for more. After a stall (a commit waiting on the disk), both workers
-/// come free together before a backlog; the first one used to take all of
-/// it into one long COPY while the other wrote the next upload alone, and
-/// the backlog's uploads waited out the stall and that COPY in turn.
-pub fn share(queued: usize, free: usize) -> Option<usize> {
-    let each = queued.div_ceil(free.max(1));
+/// `workers` workers share the queue: `None` for all it can (one worker,
+/// or no more queued than one takes), else its even share, after which it
+/// flushes without waiting for more. After a stall (a commit waiting on
+/// the disk), the workers come free a millisecond apart before a backlog;
+/// the first one used to take all of it into one long COPY while the
+/// other wrote the next upload alone, and the backlog's uploads waited out
+/// the stall and that COPY in turn. Now each writes a part side by side.
+pub fn share(queued: usize, workers: usize) -> Option<usize> {
+    let each = queued.div_ceil(workers.max(1));
     (each < queued).then_some(each.max(1))
 }
 
@@ -124,13 +124,13 @@ mod tests {
     }
 
     #[test]
-    fn a_backlog_is_shared_among_the_free_workers() {
-        // One worker free, or nothing to share: take all.
+    fn a_backlog_is_shared_among_the_workers() {
+        // One worker, or nothing to share: take all.
         assert_eq!(share(12, 1), None);
         assert_eq!(share(1, 2), None);
         assert_eq!(share(0, 2), None);
         assert_eq!(share(5, 0), None);
-        // Two free before twelve uploads: six each; odd counts round up.
+        // Two workers before twelve uploads: six each; odd counts round up.
         assert_eq!(share(12, 2), Some(6));
         assert_eq!(share(13, 2), Some(7));
         assert_eq!(share(2, 2), Some(1));

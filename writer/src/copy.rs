@@ -83,11 +83,36 @@ pub fn encode_sample(buf: &mut BytesMut, site_id: i32, batch_id: Option<i64>, s:
     float4(buf, s.pool_latency_ms);
     let boards = s.boards.as_deref();
     let ids = boards.filter(|b| !implicit_board_ids(b));
-    array(buf, OID_INT2, ids.map(|b| b.iter().map(|x| &x.id)), opt_int2);
-    array(buf, OID_FLOAT4, boards.map(|b| b.iter().map(|x| &x.hashrate)), opt_float4);
-    array(buf, OID_FLOAT4, boards.map(|b| b.iter().map(|x| &x.temp)), opt_float4);
-    array(buf, OID_INT2, boards.map(|b| b.iter().map(|x| &x.chips_ok)), opt_int2);
-    array(buf, OID_INT2, boards.map(|b| b.iter().map(|x| &x.chips_total)), opt_int2);
+    array(
+        buf,
+        OID_INT2,
+        ids.map(|b| b.iter().map(|x| &x.id)),
+        opt_int2,
+    );
+    array(
+        buf,
+        OID_FLOAT4,
+        boards.map(|b| b.iter().map(|x| &x.hashrate)),
+        opt_float4,
+    );
+    array(
+        buf,
+        OID_FLOAT4,
+        boards.map(|b| b.iter().map(|x| &x.temp)),
+        opt_float4,
+    );
+    array(
+        buf,
+        OID_INT2,
+        boards.map(|b| b.iter().map(|x| &x.chips_ok)),
+        opt_int2,
+    );
+    array(
+        buf,
+        OID_INT2,
+        boards.map(|b| b.iter().map(|x| &x.chips_total)),
+        opt_int2,
+    );
     int2(buf, s.boards_total);
     int2(buf, s.boards_healthy);
     text(buf, s.overall_health.as_deref());

@@ -18,7 +18,7 @@ pub mod partition;
 pub mod retry;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -183,9 +183,6 @@ struct Shared {
     queue: ArrayQueue<batcher::Pending>,
     notify: Notify,
     closing: AtomicBool,
-    /// Workers gathering a batch (not writing one): a backlog is shared
-    /// among them (`batcher::share`).
-    gathering: AtomicUsize,
     stats: WriterStats,
     config: WriterConfig,
 }
@@ -211,7 +208,6 @@ impl Writer {
             queue: ArrayQueue::new(config.queue_capacity.max(1)),
             notify: Notify::new(),
             closing: AtomicBool::new(false),
-            gathering: AtomicUsize::new(0),
             stats: WriterStats {
                 database_up: AtomicBool::new(true),
                 ..Default::default()

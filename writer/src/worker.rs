@@ -28,13 +28,12 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
     let mut batch = Batch::default();
     let limits = shared.config.batch;
     loop {
-        shared.gathering.fetch_add(1, Ordering::SeqCst);
-        // This batch's share of a backlog other free workers take too.
+        // This batch's share of a backlog the other workers take too.
         let mut cap = None;
         loop {
             let now = Instant::now();
             if batch.is_empty() {
-                cap = batcher::share(shared.queue.len(), shared.gathering.load(Ordering::SeqCst));
+                cap = batcher::share(shared.queue.len(), shared.config.workers);
             }
             while !batch.should_flush(&limits, now) && cap.is_none_or(|c| batch.uploads() < c) {
                 let Some(p) = shared.queue.pop() else { break };
@@ -47,7 +46,6 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
                 break;
             }
             if closing && shared.queue.is_empty() {
-                shared.gathering.fetch_sub(1, Ordering::SeqCst);
                 debug!(worker = id, "Writer worker stopped.");
                 return;
             }
@@ -58,7 +56,6 @@ pub(crate) async fn run(id: usize, shared: Arc<Shared>) {
             };
             let _ = tokio::time::timeout(wait, shared.notify.notified()).await;
         }
-        shared.gathering.fetch_sub(1, Ordering::SeqCst);
         let rows = batch.rows();
         let pending = batch.take();
         let started = Instant::now();

@@ -15,24 +15,22 @@ fn select_list() -> String {
 
 pub fn sample_from_row(r: &Row) -> Sample {
     let ts: DateTime<Utc> = r.get(0);
-    let boards = r
-        .get::<_, Option<Vec<Option<f32>>>>(24)
-        .map(|hashrate| {
-            let ids: Option<Vec<Option<i16>>> = r.get(23);
-            let temp: Vec<Option<f32>> = r.get::<_, Option<_>>(25).unwrap_or_default();
-            let ok: Vec<Option<i16>> = r.get::<_, Option<_>>(26).unwrap_or_default();
-            let total: Vec<Option<i16>> = r.get::<_, Option<_>>(27).unwrap_or_default();
-            let at = |v: &[Option<i16>], i: usize| v.get(i).copied().flatten();
-            (0..hashrate.len())
-                .map(|i| Board {
-                    id: ids.as_ref().map_or(Some(i as i16), |v| at(v, i)),
-                    hashrate: hashrate[i],
-                    temp: temp.get(i).copied().flatten(),
-                    chips_ok: at(&ok, i),
-                    chips_total: at(&total, i),
-                })
-                .collect::<Boards>()
-        });
+    let boards = r.get::<_, Option<Vec<Option<f32>>>>(24).map(|hashrate| {
+        let ids: Option<Vec<Option<i16>>> = r.get(23);
+        let temp: Vec<Option<f32>> = r.get::<_, Option<_>>(25).unwrap_or_default();
+        let ok: Vec<Option<i16>> = r.get::<_, Option<_>>(26).unwrap_or_default();
+        let total: Vec<Option<i16>> = r.get::<_, Option<_>>(27).unwrap_or_default();
+        let at = |v: &[Option<i16>], i: usize| v.get(i).copied().flatten();
+        (0..hashrate.len())
+            .map(|i| Board {
+                id: ids.as_ref().map_or(Some(i as i16), |v| at(v, i)),
+                hashrate: hashrate[i],
+                temp: temp.get(i).copied().flatten(),
+                chips_ok: at(&ok, i),
+                chips_total: at(&total, i),
+            })
+            .collect::<Boards>()
+    });
     Sample {
         ts_micros: ts.timestamp_micros(),
         miner_id: Text::from(r.get::<_, &str>(2)),

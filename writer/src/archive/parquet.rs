@@ -398,7 +398,14 @@ fn file_order<'s>(samples: &[&'s Sample]) -> Vec<&'s Sample> {
     let mut keys: Vec<(u128, bool, i64, u32)> = samples
         .iter()
         .enumerate()
-        .map(|(i, s)| (prefix(&s.miner_id), s.miner_id.len() > 16, s.ts_micros, i as u32))
+        .map(|(i, s)| {
+            (
+                prefix(&s.miner_id),
+                s.miner_id.len() > 16,
+                s.ts_micros,
+                i as u32,
+            )
+        })
         .collect();
     keys.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
