@@ -40,7 +40,8 @@ test: setup pg-start
 fuzz:
 	@scripts/fuzz.sh
 
-run: setup build pg-start
+# run.sh starts the private cluster itself when DATABASE_URL is unset.
+run: setup build
 	@scripts/run.sh
 
 bench: setup

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs adit locally with embedded defaults (SPEC §4, `make run`):
 #   - DATABASE_URL unset: starts the private cluster (scripts/pg.sh) and uses it
-#   - ADIT_ARCHIVE_URL defaults to file://<repo>/.data/archive
+#   - ADIT_ARCHIVE_URL defaults to file://<repo>/.data/archive, flushed every
+#     5 s (ADIT_ARCHIVE_FLUSH_INTERVAL) so a demo upload shows in DuckDB at
+#     once; `adit serve` on its own keeps the production default (5 min)
 #   - applies migrations, creates (once) a demo collector key for site 1,
 #     writes a gzip sample body and prints a ready-to-paste curl command
 #   - then execs `adit serve`
@@ -27,6 +29,8 @@ export DATABASE_URL
 
 : "${ADIT_ARCHIVE_URL:=file://$DATA/archive}"
 export ADIT_ARCHIVE_URL
+: "${ADIT_ARCHIVE_FLUSH_INTERVAL:=5s}"
+export ADIT_ARCHIVE_FLUSH_INTERVAL
 case "$ADIT_ARCHIVE_URL" in
     file://*) mkdir -p "${ADIT_ARCHIVE_URL#file://}" ;;
 esac
@@ -104,6 +108,7 @@ cat <<EOF
  adit (demo)
    database:    ${DATABASE_URL}
    archive:     ${ADIT_ARCHIVE_URL}
+                (files every ${ADIT_ARCHIVE_FLUSH_INTERVAL} for the demo; adit serve's default is 5min)
    listen:      ${ADIT_LISTEN}
    demo key:    ${KEY}   (site 1, saved in ${KEYFILE})
 

@@ -3,8 +3,9 @@
 
 use std::net::SocketAddr;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+use crate::bytesize::ByteSize;
 use crate::serve::ServeConfig;
 
 #[derive(Debug, Parser)]
@@ -150,19 +151,19 @@ pub enum RollupCommand {
 #[derive(Debug, Clone, Args)]
 pub struct RollupArgs {
     /// How long after an hour ends before it is rolled up.
-    #[arg(long, env = "ADIT_ROLLUP_GRACE", default_value = "2min")]
+    #[arg(long, env = "ADIT_ROLLUP_GRACE", default_value = "2min", help_heading = ROLLUPS)]
     pub rollup_grace: humantime::Duration,
     /// The collectors' collection interval (for uptime_pct).
-    #[arg(long, env = "ADIT_COLLECTION_INTERVAL", default_value = "60s")]
+    #[arg(long, env = "ADIT_COLLECTION_INTERVAL", default_value = "60s", help_heading = ROLLUPS)]
     pub collection_interval: humantime::Duration,
     /// Days of raw telemetry kept (whole daily partitions are dropped).
-    #[arg(long, env = "ADIT_RETENTION_TELEMETRY_DAYS", default_value_t = 90)]
+    #[arg(long, env = "ADIT_RETENTION_TELEMETRY_DAYS", default_value_t = 90, help_heading = ROLLUPS)]
     pub retention_telemetry_days: i32,
     /// Days of collector heartbeats kept.
-    #[arg(long, env = "ADIT_RETENTION_HEARTBEAT_DAYS", default_value_t = 7)]
+    #[arg(long, env = "ADIT_RETENTION_HEARTBEAT_DAYS", default_value_t = 7, help_heading = ROLLUPS)]
     pub retention_heartbeat_days: i32,
     /// Days of upload log kept.
-    #[arg(long, env = "ADIT_RETENTION_UPLOAD_LOG_DAYS", default_value_t = 7)]
+    #[arg(long, env = "ADIT_RETENTION_UPLOAD_LOG_DAYS", default_value_t = 7, help_heading = ROLLUPS)]
     pub retention_upload_log_days: i32,
 }
 
@@ -181,138 +182,201 @@ impl RollupArgs {
     }
 }
 
+/// `adit serve` options, grouped in `--help` by what they tune; `-h`
+/// shows only [`SERVE_SHORT_HELP`].
 #[derive(Debug, Args)]
+#[command(after_help = "Every option also reads the environment variable shown beside it. \
+                        Durations take units (500ms, 30s, 5min, 7days), byte sizes too \
+                        (64KiB, 8MiB, 1GiB, or a plain number of bytes).")]
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
-    /// Address to listen on.
-    #[arg(long, env = "ADIT_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Serve HTTPS with this PEM certificate chain (leaf first); needs
-    /// --tls-key. Plain HTTP when unset (fine on loopback or behind a proxy).
-    #[arg(long, env = "ADIT_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
-    #[arg(long, env = "ADIT_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<std::path::PathBuf>,
-    /// Open client connections at most; one more is answered 503 and closed.
-    #[arg(long, env = "ADIT_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
-    /// Close a kept-alive connection after this long without a request.
-    #[arg(long, env = "ADIT_KEEP_ALIVE_TIMEOUT", default_value = "5s")]
-    pub keep_alive_timeout: humantime::Duration,
-    /// Time a client gets to send its request headers (and to finish the
-    /// TLS handshake); slower ones are disconnected (slowloris).
-    #[arg(long, env = "ADIT_HEADER_READ_TIMEOUT", default_value = "10s")]
-    pub header_read_timeout: humantime::Duration,
-    /// Time a client gets to send its whole body (400 after it).
-    #[arg(long, env = "ADIT_BODY_READ_TIMEOUT", default_value = "30s")]
-    pub body_read_timeout: humantime::Duration,
-    /// Largest request head (request line plus headers); larger gets 431.
-    #[arg(long, env = "ADIT_MAX_HEADER_BYTES", default_value_t = 64 << 10)]
-    pub max_header_bytes: usize,
-    /// How long SIGTERM waits for open requests before closing them.
-    #[arg(long, env = "ADIT_SHUTDOWN_GRACE", default_value = "30s")]
-    pub shutdown_grace: humantime::Duration,
-    /// Where the Parquet archive goes: file:///path or s3://bucket/prefix
-    /// (S3 credentials, region and endpoint from the AWS_* variables). No
-    /// archive when unset.
-    #[arg(long, env = "ADIT_ARCHIVE_URL")]
-    pub archive_url: Option<String>,
-    /// A committed row reaches a Parquet file at the latest this long after.
-    #[arg(long, env = "ADIT_ARCHIVE_FLUSH_INTERVAL", default_value = "5min")]
-    pub archive_flush_interval: humantime::Duration,
-    /// Archive windows (site, day) are compacted this long after their day ends.
-    #[arg(long, env = "ADIT_ARCHIVE_COMPACT_AFTER", default_value = "7days 1h")]
-    pub archive_compact_after: humantime::Duration,
     /// Do not apply migrations at start.
     #[arg(long, env = "ADIT_NO_MIGRATE")]
     pub no_migrate: bool,
-    /// Parallel writer connections (COPY streams).
-    #[arg(long, env = "ADIT_WRITERS", default_value_t = 2)]
-    pub writers: usize,
-    /// Uploads that may wait for the writer before new ones get 503.
-    #[arg(long, env = "ADIT_QUEUE_CAPACITY", default_value_t = 1024)]
-    pub queue_capacity: usize,
-    /// Flush a batch once it holds this many rows.
-    #[arg(long, env = "ADIT_BATCH_MAX_ROWS", default_value_t = 20_000)]
-    pub batch_max_rows: usize,
-    /// Flush a batch after this long even if it is not full.
-    #[arg(long, env = "ADIT_FLUSH_INTERVAL", default_value = "5ms")]
-    pub flush_interval: humantime::Duration,
+
+    /// Address to listen on.
+    #[arg(long, env = "ADIT_LISTEN", default_value = "127.0.0.1:8080", help_heading = NETWORK)]
+    pub listen: SocketAddr,
+    /// Open client connections at most; one more is answered 503 and closed.
+    #[arg(long, env = "ADIT_MAX_CONNECTIONS", default_value_t = 10_000, help_heading = NETWORK)]
+    pub max_connections: usize,
+    /// Close a kept-alive connection after this long without a request.
+    #[arg(long, env = "ADIT_KEEP_ALIVE_TIMEOUT", default_value = "5s", help_heading = NETWORK)]
+    pub keep_alive_timeout: humantime::Duration,
+    /// Time a client gets to send its request headers (and to finish the
+    /// TLS handshake); slower ones are disconnected (slowloris).
+    #[arg(long, env = "ADIT_HEADER_READ_TIMEOUT", default_value = "10s", help_heading = NETWORK)]
+    pub header_read_timeout: humantime::Duration,
+    /// Time a client gets to send its whole body (400 after it).
+    #[arg(long, env = "ADIT_BODY_READ_TIMEOUT", default_value = "30s", help_heading = NETWORK)]
+    pub body_read_timeout: humantime::Duration,
+    /// Largest request head (request line plus headers); larger gets 431.
+    #[arg(long, env = "ADIT_MAX_HEADER_BYTES", default_value = "64KiB", help_heading = NETWORK)]
+    pub max_header_bytes: ByteSize,
+    /// How long SIGTERM waits for open requests before closing them.
+    #[arg(long, env = "ADIT_SHUTDOWN_GRACE", default_value = "30s", help_heading = NETWORK)]
+    pub shutdown_grace: humantime::Duration,
+
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs
+    /// --tls-key. Plain HTTP when unset (fine on loopback or behind a proxy).
+    #[arg(long, env = "ADIT_TLS_CERT", requires = "tls_key", help_heading = TLS)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "ADIT_TLS_KEY", requires = "tls_cert", help_heading = TLS)]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Largest request body accepted, as sent (compressed).
-    #[arg(long, env = "ADIT_MAX_BODY_BYTES", default_value_t = 8 << 20)]
-    pub max_body_bytes: usize,
+    #[arg(long, env = "ADIT_MAX_BODY_BYTES", default_value = "8MiB", help_heading = LIMITS)]
+    pub max_body_bytes: ByteSize,
     /// Largest request body accepted after decompression.
-    #[arg(long, env = "ADIT_MAX_DECOMPRESSED_BYTES", default_value_t = 32 << 20)]
-    pub max_decompressed_bytes: usize,
+    #[arg(long, env = "ADIT_MAX_DECOMPRESSED_BYTES", default_value = "32MiB", help_heading = LIMITS)]
+    pub max_decompressed_bytes: ByteSize,
     /// Most rows in one upload; larger batches are refused whole (413).
-    #[arg(long, env = "ADIT_MAX_ROWS_PER_UPLOAD", default_value_t = 20_000)]
+    #[arg(long, env = "ADIT_MAX_ROWS_PER_UPLOAD", default_value_t = 20_000, help_heading = LIMITS)]
     pub max_rows_per_upload: usize,
+    /// Bytes that uploads in flight may hold (compressed body plus twice the
+    /// decompressed size); beyond it uploads get 503 at once.
+    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value = "192MiB", help_heading = LIMITS)]
+    pub inflight_budget_bytes: ByteSize,
+    /// Default upload rate limit per key, uploads per second (burst twice
+    /// that; 0: none). `adit keys set-rate` overrides it per key.
+    #[arg(long, env = "ADIT_RATE_LIMIT_PER_KEY", default_value_t = 50.0, help_heading = LIMITS)]
+    pub rate_limit_per_key: f64,
+    /// How long a key lookup is cached (revocations take effect within it).
+    #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value = "2s", help_heading = LIMITS)]
+    pub key_cache_ttl: humantime::Duration,
     /// Longest `miner_id`, in characters.
-    #[arg(long, env = "ADIT_MAX_MINER_ID_CHARS", default_value_t = 64)]
+    #[arg(long, env = "ADIT_MAX_MINER_ID_CHARS", default_value_t = 64, help_heading = LIMITS)]
     pub max_miner_id_chars: usize,
     /// Longest string field, in characters (pool_url and error_message:
     /// --max-long-string-chars); a longer one rejects its row.
-    #[arg(long, env = "ADIT_MAX_STRING_CHARS", default_value_t = 256)]
+    #[arg(long, env = "ADIT_MAX_STRING_CHARS", default_value_t = 256, help_heading = LIMITS)]
     pub max_string_chars: usize,
     /// Longest pool_url or error_message, in characters.
-    #[arg(long, env = "ADIT_MAX_LONG_STRING_CHARS", default_value_t = 1024)]
+    #[arg(long, env = "ADIT_MAX_LONG_STRING_CHARS", default_value_t = 1024, help_heading = LIMITS)]
     pub max_long_string_chars: usize,
     /// Most items in temperature_chips.
-    #[arg(long, env = "ADIT_MAX_TEMPERATURE_CHIPS", default_value_t = 1024)]
+    #[arg(long, env = "ADIT_MAX_TEMPERATURE_CHIPS", default_value_t = 1024, help_heading = LIMITS)]
     pub max_temperature_chips: usize,
     /// Most items in fan_speeds and in boards.
-    #[arg(long, env = "ADIT_MAX_FANS_AND_BOARDS", default_value_t = 32)]
+    #[arg(long, env = "ADIT_MAX_FANS_AND_BOARDS", default_value_t = 32, help_heading = LIMITS)]
     pub max_fans_and_boards: usize,
     /// Oldest sample `timestamp` accepted, relative to the server clock.
-    #[arg(long, env = "ADIT_LATENESS", default_value = "7days")]
+    #[arg(long, env = "ADIT_LATENESS", default_value = "7days", help_heading = LIMITS)]
     pub lateness: humantime::Duration,
     /// How far in the future a sample `timestamp` may be.
-    #[arg(long, env = "ADIT_MAX_FUTURE", default_value = "5min")]
+    #[arg(long, env = "ADIT_MAX_FUTURE", default_value = "5min", help_heading = LIMITS)]
     pub max_future: humantime::Duration,
-    /// Bytes that uploads in flight may hold (compressed body plus twice the
-    /// decompressed size); beyond it uploads get 503 at once.
-    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value_t = 192 << 20)]
-    pub inflight_budget_bytes: usize,
-    /// Default upload rate limit per key, uploads per second (burst twice
-    /// that; 0: none). `adit keys set-rate` overrides it per key.
-    #[arg(long, env = "ADIT_RATE_LIMIT_PER_KEY", default_value_t = 50.0)]
-    pub rate_limit_per_key: f64,
-    /// How long a key lookup is cached (revocations take effect within it).
-    #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value = "2s")]
-    pub key_cache_ttl: humantime::Duration,
-    /// How often the rollup worker looks for closed hours (0s: never;
-    /// another process or `adit rollup run` does it).
-    #[arg(long, env = "ADIT_ROLLUP_INTERVAL", default_value = "60s")]
-    pub rollup_interval: humantime::Duration,
-    #[command(flatten)]
-    pub rollup: RollupArgs,
-    /// How often the latest state per miner is written to miner_live
-    /// (a miner costs at most one row write per interval).
-    #[arg(long, env = "ADIT_LIVE_FLUSH_INTERVAL", default_value = "5s")]
-    pub live_flush_interval: humantime::Duration,
-    /// Do not track live state or raise telemetry events.
-    #[arg(long, env = "ADIT_NO_LIVE")]
-    pub no_live: bool,
-    /// How often command timeouts, expiry and collector silence are checked.
-    #[arg(long, env = "ADIT_CONTROL_SWEEP_INTERVAL", default_value = "5s")]
-    pub control_sweep_interval: humantime::Duration,
-    /// A collector's heartbeat interval when its heartbeat does not say;
-    /// silent for 3 intervals raises agent_offline.
-    #[arg(long, env = "ADIT_HEARTBEAT_INTERVAL", default_value = "30s")]
-    pub heartbeat_interval: humantime::Duration,
-    /// high_temperature opens when temperature_max is above this (°C).
-    #[arg(long, env = "ADIT_HIGH_TEMPERATURE_C", default_value_t = 85.0)]
-    pub high_temperature_c: f64,
-    /// hashrate_drop opens when hashrate_ghs is under this share of
-    /// hashrate_expected_ghs.
-    #[arg(long, env = "ADIT_HASHRATE_DROP_SHARE", default_value_t = 0.7)]
-    pub hashrate_drop_share: f64,
+
+    /// Parallel writer connections (COPY streams).
+    #[arg(long, env = "ADIT_WRITERS", default_value_t = 2, help_heading = WRITER)]
+    pub writers: usize,
+    /// Uploads that may wait for the writer before new ones get 503.
+    #[arg(long, env = "ADIT_QUEUE_CAPACITY", default_value_t = 1024, help_heading = WRITER)]
+    pub queue_capacity: usize,
+    /// Flush a batch once it holds this many rows.
+    #[arg(long, env = "ADIT_BATCH_MAX_ROWS", default_value_t = 20_000, help_heading = WRITER)]
+    pub batch_max_rows: usize,
+    /// Flush a batch after this long even if it is not full.
+    #[arg(long, env = "ADIT_FLUSH_INTERVAL", default_value = "5ms", help_heading = WRITER)]
+    pub flush_interval: humantime::Duration,
     /// Benchmarking only: acknowledge uploads without writing them.
     #[arg(long, env = "ADIT_DISCARD", hide = true)]
     pub discard: bool,
+
+    /// Where the Parquet archive goes: file:///path or s3://bucket/prefix
+    /// (S3 credentials, region and endpoint from the AWS_* variables). No
+    /// archive when unset.
+    #[arg(long, env = "ADIT_ARCHIVE_URL", help_heading = ARCHIVE)]
+    pub archive_url: Option<String>,
+    /// A committed row reaches a Parquet file at the latest this long after.
+    #[arg(long, env = "ADIT_ARCHIVE_FLUSH_INTERVAL", default_value = "5min", help_heading = ARCHIVE)]
+    pub archive_flush_interval: humantime::Duration,
+    /// Archive windows (site, day) are compacted this long after their day ends.
+    #[arg(long, env = "ADIT_ARCHIVE_COMPACT_AFTER", default_value = "7days 1h", help_heading = ARCHIVE)]
+    pub archive_compact_after: humantime::Duration,
+
+    /// How often the rollup worker looks for closed hours (0s: never;
+    /// another process or `adit rollup run` does it).
+    #[arg(long, env = "ADIT_ROLLUP_INTERVAL", default_value = "60s", help_heading = ROLLUPS)]
+    pub rollup_interval: humantime::Duration,
+    #[command(flatten)]
+    pub rollup: RollupArgs,
+
+    /// How often the latest state per miner is written to miner_live
+    /// (a miner costs at most one row write per interval).
+    #[arg(long, env = "ADIT_LIVE_FLUSH_INTERVAL", default_value = "5s", help_heading = CONTROL)]
+    pub live_flush_interval: humantime::Duration,
+    /// Do not track live state or raise telemetry events.
+    #[arg(long, env = "ADIT_NO_LIVE", help_heading = CONTROL)]
+    pub no_live: bool,
+    /// How often command timeouts, expiry and collector silence are checked.
+    #[arg(long, env = "ADIT_CONTROL_SWEEP_INTERVAL", default_value = "5s", help_heading = CONTROL)]
+    pub control_sweep_interval: humantime::Duration,
+    /// A collector's heartbeat interval when its heartbeat does not say;
+    /// silent for 3 intervals raises agent_offline.
+    #[arg(long, env = "ADIT_HEARTBEAT_INTERVAL", default_value = "30s", help_heading = CONTROL)]
+    pub heartbeat_interval: humantime::Duration,
+    /// high_temperature opens when temperature_max is above this (°C).
+    #[arg(long, env = "ADIT_HIGH_TEMPERATURE_C", default_value_t = 85.0, help_heading = CONTROL)]
+    pub high_temperature_c: f64,
+    /// hashrate_drop opens when hashrate_ghs is under this share of
+    /// hashrate_expected_ghs.
+    #[arg(long, env = "ADIT_HASHRATE_DROP_SHARE", default_value_t = 0.7, help_heading = CONTROL)]
+    pub hashrate_drop_share: f64,
 }
+
+/// The `serve` options `adit serve -h` shows: what a first run needs.
+pub const SERVE_SHORT_HELP: &[&str] = &[
+    "database_url",
+    "listen",
+    "tls_cert",
+    "tls_key",
+    "archive_url",
+    "archive_flush_interval",
+    "writers",
+    "max_body_bytes",
+    "rate_limit_per_key",
+    "help",
+];
+
+/// Parses the process's command line. `adit serve -h` shows only the
+/// options a first run needs ([`SERVE_SHORT_HELP`]); `--help` all of them.
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    if wants_short_serve_help(&args) {
+        cmd = cmd.mut_subcommand("serve", short_serve_help);
+    }
+    let matches = cmd.get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn wants_short_serve_help(args: &[std::ffi::OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == "serve") && args.iter().skip(2).any(|a| a == "-h")
+}
+
+/// `serve` as `-h` shows it: the first-run options and a pointer to the rest.
+pub fn short_serve_help(serve: clap::Command) -> clap::Command {
+    serve
+        .mut_args(|a| {
+            let keep = SERVE_SHORT_HELP.contains(&a.get_id().as_str());
+            a.hide(!keep)
+        })
+        .after_help(
+            "Run `adit serve --help` for all options, grouped: network, TLS, limits, \
+             writer, archive, rollups and retention, control plane.",
+        )
+}
+
+const NETWORK: &str = "Network";
+const TLS: &str = "TLS";
+const LIMITS: &str = "Limits";
+const WRITER: &str = "Writer";
+const ARCHIVE: &str = "Archive";
+const ROLLUPS: &str = "Rollups and retention";
+const CONTROL: &str = "Control plane";
 
 impl ServeArgs {
     pub fn into_config(self) -> ServeConfig {
@@ -327,8 +391,8 @@ impl ServeArgs {
         c.writer.batch.max_rows = self.batch_max_rows;
         c.writer.batch.max_age = self.flush_interval.into();
         c.writer.discard = self.discard;
-        c.limits.max_body_bytes = self.max_body_bytes;
-        c.limits.max_decompressed_bytes = self.max_decompressed_bytes;
+        c.limits.max_body_bytes = self.max_body_bytes.into();
+        c.limits.max_decompressed_bytes = self.max_decompressed_bytes.into();
         c.rules.max_rows = self.max_rows_per_upload;
         c.rules.lateness = self.lateness.into();
         c.rules.max_future = self.max_future.into();
@@ -338,7 +402,7 @@ impl ServeArgs {
         c.limits.keep_alive_timeout = self.keep_alive_timeout.into();
         c.limits.header_read_timeout = self.header_read_timeout.into();
         c.limits.body_read_timeout = self.body_read_timeout.into();
-        c.limits.max_header_bytes = self.max_header_bytes;
+        c.limits.max_header_bytes = self.max_header_bytes.into();
         c.limits.shutdown_grace = self.shutdown_grace.into();
         c.rules.miner_id_max_chars = self.max_miner_id_chars;
         c.rules.string_max_chars = self.max_string_chars;
@@ -346,7 +410,7 @@ impl ServeArgs {
         c.rules.max_temperature_chips = self.max_temperature_chips;
         c.rules.max_fans = self.max_fans_and_boards;
         c.rules.max_boards = self.max_fans_and_boards;
-        c.limits.inflight_budget_bytes = self.inflight_budget_bytes;
+        c.limits.inflight_budget_bytes = self.inflight_budget_bytes.into();
         c.limits.rate = adit_ingest::limits::Rate {
             per_s: self.rate_limit_per_key,
             burst: (2.0 * self.rate_limit_per_key).max(1.0),

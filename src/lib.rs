@@ -4,6 +4,7 @@
 
 pub mod archivecmd;
 pub mod benchcmd;
+pub mod bytesize;
 pub mod cli;
 pub mod db;
 pub mod keys;
