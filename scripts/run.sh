@@ -7,12 +7,13 @@
 #   - applies migrations, creates (once) a demo collector key for site 1,
 #     writes a gzip sample body and prints a ready-to-paste curl command
 #   - then execs `adit serve`
-# Environment: DATABASE_URL, ADIT_ARCHIVE_URL, ADIT_LISTEN (default
-# 127.0.0.1:8080), ADIT_BIN (default target/release/adit).
+# Environment: DATABASE_URL, ADIT_ARCHIVE_URL, ADIT_ARCHIVE_FLUSH_INTERVAL,
+# ADIT_LISTEN (default 127.0.0.1:8080), ADIT_BIN (default
+# target/release/adit), ADIT_DEMO_DIR (demo key and sample, default .data).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-DATA="$ROOT/.data"
+DATA="${ADIT_DEMO_DIR:-$ROOT/.data}"
 BIN="${ADIT_BIN:-$ROOT/target/release/adit}"
 
 msg() { printf 'run: %s\n' "$*" >&2; }
@@ -41,18 +42,23 @@ export ADIT_LISTEN
 msg "applying migrations"
 "$BIN" migrate
 
+# The demo key is kept for the database it was made in: another
+# DATABASE_URL (or a wiped cluster) gets a new one.
 KEYFILE="$DATA/demo-key"
-if [ -s "$KEYFILE" ]; then
+KEYDB="$DATA/demo-key.database"
+if [ -s "$KEYFILE" ] && [ "$(cat "$KEYDB" 2>/dev/null)" = "$DATABASE_URL" ] &&
+    "$BIN" keys list 2>/dev/null | grep -Eq "active.*name=demo"; then
     KEY="$(tr -d '[:space:]' <"$KEYFILE")"
 else
     msg "creating demo collector key (site 1)"
     out="$("$BIN" keys create --site 1 --name demo)"
     KEY="$(printf '%s\n' "$out" | tail -n 1 | tr -d '[:space:]')"
     [ -n "$KEY" ] || die "'adit keys create' printed no key"
-    (umask 077 && printf '%s\n' "$KEY" >"$KEYFILE")
+    (umask 077 && printf '%s\n' "$KEY" >"$KEYFILE" && printf '%s\n' "$DATABASE_URL" >"$KEYDB")
 fi
 
-# One sample as in seed 002 §3.1, without a timestamp (the server stamps it).
+# One sample as an edge collector sends it, without a timestamp (the server
+# stamps it).
 SAMPLE="$DATA/demo-sample.json.gz"
 gzip -9 -n -c >"$SAMPLE" <<'EOF'
 [

@@ -110,11 +110,12 @@ if [ -n "$need_rust" ] && have rustc; then
 fi
 
 # ---------------------------------------------------------------- python
-# Independent readers and servers the tests use: pyarrow reads the Parquet
-# archive back, moto's server stands in for S3 on loopback.
-if ! python3 -c 'import pyarrow, boto3, moto' >/dev/null 2>&1 || ! have moto_server; then
-    echo "setup: installing pyarrow and moto[server] (pip)" >&2
-    python3 -m pip install --quiet --disable-pip-version-check pyarrow 'moto[server]' boto3 \
-        || python3 -m pip install --quiet --break-system-packages pyarrow 'moto[server]' boto3 \
-        || die "could not install pyarrow and moto[server] with pip"
+# Independent readers and servers the tests use: pyarrow and DuckDB read the
+# Parquet archive back (the README's DuckDB query runs in tests/demo.rs),
+# moto's server stands in for S3 on loopback.
+if ! python3 -c 'import pyarrow, duckdb, boto3, moto' >/dev/null 2>&1 || ! have moto_server; then
+    echo "setup: installing pyarrow, duckdb and moto[server] (pip)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check pyarrow duckdb 'moto[server]' boto3 \
+        || python3 -m pip install --quiet --break-system-packages pyarrow duckdb 'moto[server]' boto3 \
+        || die "could not install pyarrow, duckdb and moto[server] with pip"
 fi
