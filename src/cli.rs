@@ -185,9 +185,11 @@ impl RollupArgs {
 /// `adit serve` options, grouped in `--help` by what they tune; `-h`
 /// shows only [`SERVE_SHORT_HELP`].
 #[derive(Debug, Args)]
-#[command(after_help = "Every option also reads the environment variable shown beside it. \
+#[command(
+    after_help = "Every option also reads the environment variable shown beside it. \
                         Durations take units (500ms, 30s, 5min, 7days), byte sizes too \
-                        (64KiB, 8MiB, 1GiB, or a plain number of bytes).")]
+                        (64KiB, 8MiB, 1GiB, or a plain number of bytes)."
+)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,

@@ -56,7 +56,9 @@ fn serve_long_help_groups_every_option() {
     ];
     let mut at = 0;
     for h in headings {
-        let i = long.find(&format!("\n{h}\n")).unwrap_or_else(|| panic!("no {h}:\n{long}"));
+        let i = long
+            .find(&format!("\n{h}\n"))
+            .unwrap_or_else(|| panic!("no {h}:\n{long}"));
         assert!(i > at, "{h} out of order");
         at = i;
     }
@@ -77,7 +79,12 @@ fn serve_long_help_groups_every_option() {
 }
 
 fn serve(args: &[&str]) -> Result<adit::serve::ServeConfig, clap::Error> {
-    let mut argv = vec!["adit", "serve", "--database-url", "postgres://x@127.0.0.1/x"];
+    let mut argv = vec![
+        "adit",
+        "serve",
+        "--database-url",
+        "postgres://x@127.0.0.1/x",
+    ];
     argv.extend_from_slice(args);
     match Cli::try_parse_from(argv)?.command {
         Sub::Serve(a) => Ok(a.into_config()),
@@ -104,7 +111,10 @@ fn byte_sizes_take_units() {
     assert_eq!(c.limits.inflight_budget_bytes, 1 << 30);
     // Plain numbers of bytes keep working, and the defaults are unchanged.
     assert_eq!(
-        serve(&["--max-body-bytes", "1048576"]).unwrap().limits.max_body_bytes,
+        serve(&["--max-body-bytes", "1048576"])
+            .unwrap()
+            .limits
+            .max_body_bytes,
         1 << 20
     );
     let d = serve(&[]).unwrap();
