@@ -98,6 +98,12 @@ pub struct ControlConfig {
     pub hashrate_drop_share: f64,
     /// Track live state and telemetry events at all.
     pub live_enabled: bool,
+    /// Most miners a site tracks live; rows of more are stored but raise
+    /// no live state or events (a warning and a counter say so).
+    pub live_max_miners_per_site: usize,
+    /// A miner that sends nothing this long leaves the live state (its
+    /// open telemetry events resolved by `evicted`).
+    pub live_evict_after: Duration,
 }
 
 impl Default for ControlConfig {
@@ -109,6 +115,8 @@ impl Default for ControlConfig {
             high_temperature_c: 85.0,
             hashrate_drop_share: 0.7,
             live_enabled: true,
+            live_max_miners_per_site: 100_000,
+            live_evict_after: Duration::from_secs(24 * 3600),
         }
     }
 }
