@@ -17,6 +17,7 @@ pub mod heartbeat;
 pub mod live;
 pub mod read;
 mod reply;
+mod storable;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -127,6 +128,9 @@ pub struct Control {
     pub pool: deadpool_postgres::Pool,
     pub config: Arc<ControlConfig>,
     pub live: Arc<live::LiveState>,
+    /// The day whose heartbeat partition is known to exist (per control
+    /// plane, not per process: a process may serve several databases).
+    heartbeat_day: Arc<std::sync::atomic::AtomicI32>,
 }
 
 /// Every route: method and path template (the OpenAPI document describes
@@ -154,6 +158,7 @@ impl Control {
             pool,
             config: Arc::new(config),
             live,
+            heartbeat_day: Arc::new(std::sync::atomic::AtomicI32::new(i32::MIN)),
         }
     }
 
@@ -176,7 +181,7 @@ impl Control {
     async fn route(&self, req: &Request<'_>, who: Principal) -> Result<Reply> {
         use Method::{Delete, Get, Post};
         let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').collect();
-        let q = read::Query::parse(req.query);
+        let q = read::Query::parse(req.query)?;
         match (req.method, segments.as_slice()) {
             (Get, ["commands", "pending"]) => commands::pending(self, who, &q).await,
             (Get, ["commands", "history"]) => commands::history(self, who, &q).await,
