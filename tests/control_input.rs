@@ -1,7 +1,8 @@
 //! Control-plane input against a real server and database: values
 //! PostgreSQL refuses (NUL, numbers past numeric, invalid UTF-8) are
 //! answered 400 before any query (never a 503 to retry for ever); paging
-//! and site ids never wrap; query strings decode as forms do.
+//! and site ids never wrap; query strings decode as forms do; the summary's
+//! efficiency; every answer's envelope starts with `success`.
 
 mod common;
 
@@ -307,5 +308,82 @@ async fn pages_site_ids_and_query_strings_never_wrap_or_misdecode() {
     )
     .await;
     assert_eq!(v["data"]["total"], 1, "{v}");
+    server.stop().await;
+}
+
+/// Issue 18: J/TH over the miners that report both power and hashrate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_efficiency_counts_only_miners_reporting_power_and_hashrate() {
+    let server = TestServer::start("control_efficiency").await;
+    let addr = server.addr;
+    let admin = admin_token(&server).await;
+    let key = server.key(6).await;
+    let body = json!([
+        {"miner_id": "both", "online": true, "hashrate_ghs": 100000, "power_consumption": 2950},
+        {"miner_id": "no-power", "online": true, "hashrate_ghs": 100000},
+        {"miner_id": "no-hash", "online": true, "power_consumption": 500},
+    ]);
+    let (s, _, text) = upload(addr, &key, &body.to_string(), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let mut d = Value::Null;
+    for _ in 0..150 {
+        let (_, v) = call(addr, "GET", "/api/collector/summary/6", Auth::Admin(&admin), "").await;
+        d = v["data"].clone();
+        if d["miners_total"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(d["miners_total"], 3, "{d}");
+    assert_eq!(d["total_hashrate_ghs"], 200000.0);
+    assert_eq!(d["total_power_w"], 3450.0);
+    // 2950 W over 100 TH/s; not 3450 W over 200 TH/s (17.25), nor
+    // 2950 over 200 (14.75).
+    assert_eq!(d["efficiency_j_per_th"], 29.5);
+    server.stop().await;
+}
+
+/// Issue 18: every control-plane answer, success or error, starts with
+/// `success` (serde_json sorts keys, so `{"data","success"}` came first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_plane_answer_starts_with_success() {
+    let server = TestServer::start("control_envelope").await;
+    let addr = server.addr;
+    let admin = admin_token(&server).await;
+    let key = server.key(3).await;
+    let (a, k) = (Auth::Admin(&admin), Auth::Key(&key));
+    let restart = json!({"miner_id": "m1", "site_id": 3, "command": "restart"}).to_string();
+    let batch = json!({"commands": [{"miner_id": "m2", "site_id": 3, "command": "reboot"},
+                                     {"miner_id": "m3", "site_id": 3, "command": "enable"}]})
+    .to_string();
+    let done = json!({"status": "completed", "result_code": 0}).to_string();
+    let steps: Vec<(&str, String, Auth, String, u16)> = vec![
+        ("POST", "/api/collector/commands".into(), a, restart.clone(), 200),
+        ("POST", "/api/collector/commands/batch".into(), a, batch, 200),
+        ("GET", "/api/collector/commands/pending".into(), k, String::new(), 200),
+        ("POST", "/api/collector/commands/1/result".into(), k, done.clone(), 200),
+        ("POST", "/api/collector/commands/1/result".into(), k, done, 409),
+        ("DELETE", "/api/collector/commands/2".into(), a, String::new(), 200),
+        ("GET", "/api/collector/commands/history".into(), a, String::new(), 200),
+        ("POST", "/api/collector/heartbeat".into(), k, r#"{"status":"online"}"#.into(), 200),
+        ("GET", "/api/collector/live/3".into(), a, String::new(), 200),
+        ("GET", "/api/collector/summary/3".into(), a, String::new(), 200),
+        ("GET", "/api/collector/alerts".into(), a, String::new(), 200),
+        ("POST", "/api/collector/alerts/99/resolve".into(), a, String::new(), 404),
+        ("GET", "/api/collector/stats".into(), a, String::new(), 200),
+        ("POST", "/api/collector/commands".into(), a, "{".into(), 400),
+        ("POST", "/api/collector/commands".into(), k, restart, 403),
+        ("PUT", "/api/collector/heartbeat".into(), k, String::new(), 405),
+    ];
+    for (method, path, auth, body, want) in steps {
+        let (s, _, text) = send(addr, method, &path, auth, body).await;
+        assert_eq!(s.as_u16(), want, "{method} {path}: {text}");
+        assert!(
+            text.starts_with(r#"{"success":"#),
+            "{method} {path}: {text}"
+        );
+        let v = json(&text);
+        assert_eq!(v["success"], want == 200, "{method} {path}: {text}");
+    }
     server.stop().await;
 }

@@ -408,9 +408,13 @@ pub async fn pending(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
             })
         })
         .collect();
-    Ok(Reply::json(
+    Ok(Reply::envelope(
         200,
-        &json!({"success": true, "count": commands.len(), "commands": commands}),
+        true,
+        &[
+            ("count", json!(commands.len())),
+            ("commands", Value::Array(commands)),
+        ],
     ))
 }
 
@@ -487,9 +491,10 @@ pub async fn result(ctl: &Control, who: Principal, id: i64, body: &[u8]) -> Resu
     } else {
         events::resolve(&client, site, &miner, EventType::CommandFailed, "auto").await?;
     }
-    Ok(Reply::json(
+    Ok(Reply::envelope(
         200,
-        &json!({"success": true, "message": "Result reported successfully"}),
+        true,
+        &[("message", json!("Result reported successfully"))],
     ))
 }
 

@@ -1,5 +1,7 @@
 //! Control-plane failures, each with its HTTP status and machine code.
 
+use serde_json::Value;
+
 use crate::reply::Reply;
 
 pub type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -82,14 +84,14 @@ impl ControlError {
             }]),
             _ => serde_json::json!([]),
         };
-        Reply::json(
+        Reply::envelope(
             self.status(),
-            &serde_json::json!({
-                "success": false,
-                "error": self.to_string(),
-                "code": self.code(),
-                "details": details,
-            }),
+            false,
+            &[
+                ("error", Value::String(self.to_string())),
+                ("code", Value::String(self.code().into())),
+                ("details", details),
+            ],
         )
     }
 }

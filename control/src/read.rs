@@ -235,6 +235,10 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
                     avg(temperature_avg) FILTER (WHERE online IS TRUE)::float8 AS temp_avg, \
                     max(temperature_max) FILTER (WHERE online IS TRUE)::float8 AS temp_max, \
                     coalesce(sum(power_consumption) FILTER (WHERE online IS TRUE), 0)::float8 AS power, \
+                    sum(power_consumption) FILTER (WHERE online IS TRUE \
+                        AND hashrate_ghs IS NOT NULL)::float8 AS both_power, \
+                    sum(hashrate_ghs) FILTER (WHERE online IS TRUE \
+                        AND power_consumption IS NOT NULL)::float8 AS both_hashrate, \
                     max(ts) AS latest \
              FROM miner_live WHERE site_id = $1",
             &[&site],
@@ -243,6 +247,13 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
     let (total, online): (i64, i64) = (r.get("total"), r.get("online"));
     let hashrate: f64 = r.get("hashrate");
     let power: f64 = r.get("power");
+    let efficiency = match (
+        r.get::<_, Option<f64>>("both_power"),
+        r.get::<_, Option<f64>>("both_hashrate"),
+    ) {
+        (Some(p), Some(h)) if h > 0.0 => Some(p / (h / 1000.0)),
+        _ => None,
+    };
     let alerts = client
         .query(
             "SELECT severity, count(*) FROM events WHERE site_id = $1 AND status <> 'resolved' \
@@ -264,8 +275,9 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
         "avg_temperature": r.get::<_, Option<f64>>("temp_avg"),
         "max_temperature": r.get::<_, Option<f64>>("temp_max"),
         "total_power_w": power,
-        // J/TH: watts per terahash per second.
-        "efficiency_j_per_th": (hashrate > 0.0).then(|| power / (hashrate / 1000.0)),
+        // J/TH: watts per terahash per second, over the miners that report
+        // both (a miner without power would otherwise make it look better).
+        "efficiency_j_per_th": efficiency,
         "open_alerts": by_sev,
         "latest_sample_at": latest.map(ts),
     })))
