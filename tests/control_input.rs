@@ -102,7 +102,15 @@ async fn values_postgresql_refuses_are_answered_400_before_the_database() {
         json!({"plugin\u{0}": true}),
         json!({"plugin": "x\u{0}"}),
     ] {
-        let v = refused(addr, "POST", hb, Auth::Key(&key), body.to_string(), "unstorable_value").await;
+        let v = refused(
+            addr,
+            "POST",
+            hb,
+            Auth::Key(&key),
+            body.to_string(),
+            "unstorable_value",
+        )
+        .await;
         let field = v["details"][0]["field"].as_str().unwrap();
         assert!(["version", "extra_data"].contains(&field), "{v}");
     }
@@ -118,7 +126,10 @@ async fn values_postgresql_refuses_are_answered_400_before_the_database() {
     ] {
         refused(addr, "POST", hb, Auth::Key(&key), body, "invalid_request").await;
     }
-    assert_eq!(server.count("SELECT count(*) FROM agent_heartbeats").await, 0);
+    assert_eq!(
+        server.count("SELECT count(*) FROM agent_heartbeats").await,
+        0
+    );
     // The largest and smallest f64 are stored as they are.
     let (s, v) = call(
         addr,
@@ -156,7 +167,15 @@ async fn values_postgresql_refuses_are_answered_400_before_the_database() {
             .to_string(),
         r#"{"miner_id":"m1","site_id":4294967297,"command":"restart"}"#.to_string(),
     ] {
-        refused(addr, "POST", cmds, Auth::Admin(&admin), body, "invalid_request").await;
+        refused(
+            addr,
+            "POST",
+            cmds,
+            Auth::Admin(&admin),
+            body,
+            "invalid_request",
+        )
+        .await;
     }
     let batch = json!({"commands": [
         {"miner_id": "m1", "site_id": 4, "command": "restart"},
@@ -232,7 +251,15 @@ async fn values_postgresql_refuses_are_answered_400_before_the_database() {
         "/api/collector/live/4?model=S19%00",
         "/api/collector/alerts?x%00=1",
     ] {
-        refused(addr, "GET", path, Auth::Admin(&admin), "", "unstorable_value").await;
+        refused(
+            addr,
+            "GET",
+            path,
+            Auth::Admin(&admin),
+            "",
+            "unstorable_value",
+        )
+        .await;
     }
     server.stop().await;
 }
@@ -327,7 +354,14 @@ async fn summary_efficiency_counts_only_miners_reporting_power_and_hashrate() {
     assert_eq!(s, StatusCode::OK, "{text}");
     let mut d = Value::Null;
     for _ in 0..150 {
-        let (_, v) = call(addr, "GET", "/api/collector/summary/6", Auth::Admin(&admin), "").await;
+        let (_, v) = call(
+            addr,
+            "GET",
+            "/api/collector/summary/6",
+            Auth::Admin(&admin),
+            "",
+        )
+        .await;
         d = v["data"].clone();
         if d["miners_total"] == 3 {
             break;
@@ -358,22 +392,88 @@ async fn every_control_plane_answer_starts_with_success() {
     .to_string();
     let done = json!({"status": "completed", "result_code": 0}).to_string();
     let steps: Vec<(&str, String, Auth, String, u16)> = vec![
-        ("POST", "/api/collector/commands".into(), a, restart.clone(), 200),
-        ("POST", "/api/collector/commands/batch".into(), a, batch, 200),
-        ("GET", "/api/collector/commands/pending".into(), k, String::new(), 200),
-        ("POST", "/api/collector/commands/1/result".into(), k, done.clone(), 200),
-        ("POST", "/api/collector/commands/1/result".into(), k, done, 409),
-        ("DELETE", "/api/collector/commands/2".into(), a, String::new(), 200),
-        ("GET", "/api/collector/commands/history".into(), a, String::new(), 200),
-        ("POST", "/api/collector/heartbeat".into(), k, r#"{"status":"online"}"#.into(), 200),
+        (
+            "POST",
+            "/api/collector/commands".into(),
+            a,
+            restart.clone(),
+            200,
+        ),
+        (
+            "POST",
+            "/api/collector/commands/batch".into(),
+            a,
+            batch,
+            200,
+        ),
+        (
+            "GET",
+            "/api/collector/commands/pending".into(),
+            k,
+            String::new(),
+            200,
+        ),
+        (
+            "POST",
+            "/api/collector/commands/1/result".into(),
+            k,
+            done.clone(),
+            200,
+        ),
+        (
+            "POST",
+            "/api/collector/commands/1/result".into(),
+            k,
+            done,
+            409,
+        ),
+        (
+            "DELETE",
+            "/api/collector/commands/2".into(),
+            a,
+            String::new(),
+            200,
+        ),
+        (
+            "GET",
+            "/api/collector/commands/history".into(),
+            a,
+            String::new(),
+            200,
+        ),
+        (
+            "POST",
+            "/api/collector/heartbeat".into(),
+            k,
+            r#"{"status":"online"}"#.into(),
+            200,
+        ),
         ("GET", "/api/collector/live/3".into(), a, String::new(), 200),
-        ("GET", "/api/collector/summary/3".into(), a, String::new(), 200),
+        (
+            "GET",
+            "/api/collector/summary/3".into(),
+            a,
+            String::new(),
+            200,
+        ),
         ("GET", "/api/collector/alerts".into(), a, String::new(), 200),
-        ("POST", "/api/collector/alerts/99/resolve".into(), a, String::new(), 404),
+        (
+            "POST",
+            "/api/collector/alerts/99/resolve".into(),
+            a,
+            String::new(),
+            404,
+        ),
         ("GET", "/api/collector/stats".into(), a, String::new(), 200),
         ("POST", "/api/collector/commands".into(), a, "{".into(), 400),
         ("POST", "/api/collector/commands".into(), k, restart, 403),
-        ("PUT", "/api/collector/heartbeat".into(), k, String::new(), 405),
+        (
+            "PUT",
+            "/api/collector/heartbeat".into(),
+            k,
+            String::new(),
+            405,
+        ),
     ];
     for (method, path, auth, body, want) in steps {
         let (s, _, text) = send(addr, method, &path, auth, body).await;

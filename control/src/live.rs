@@ -336,11 +336,7 @@ impl LiveState {
             let mut guard = self.lock();
             let inner = &mut *guard;
             for (site, miner) in rows.keys() {
-                if let Some(e) = inner
-                    .sites
-                    .get_mut(&site)
-                    .and_then(|m| m.get_mut(miner))
-                {
+                if let Some(e) = inner.sites.get_mut(&site).and_then(|m| m.get_mut(miner)) {
                     if !e.dirty {
                         e.dirty = true;
                         inner.dirty.push((site, Text::from(miner)));

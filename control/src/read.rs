@@ -77,7 +77,10 @@ impl Query {
             return Err(ControlError::bad("per_page", "must be 1-500"));
         }
         let offset = (page - 1).checked_mul(per_page).ok_or_else(|| {
-            ControlError::bad("page", format!("{page} is too large for per_page {per_page}"))
+            ControlError::bad(
+                "page",
+                format!("{page} is too large for per_page {per_page}"),
+            )
         })?;
         Ok(Page {
             page,
@@ -330,15 +333,8 @@ pub async fn alerts(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
     }
     let p = q.page()?;
     let client = ctl.pool.get().await?;
-    let (total, rows) = self::page(
-        &client,
-        "*",
-        "events",
-        &f,
-        "opened_at DESC, id DESC",
-        p,
-    )
-    .await?;
+    let (total, rows) =
+        self::page(&client, "*", "events", &f, "opened_at DESC, id DESC", p).await?;
     let items: Vec<Value> = rows.iter().map(event_json).collect();
     Ok(Reply::data(json!({
         "items": items, "page": p.page, "per_page": p.per_page, "total": total
@@ -440,7 +436,9 @@ mod tests {
                 offset: 20
             }
         );
-        assert!(parse("page=9223372036854775807&per_page=500").page().is_err());
+        assert!(parse("page=9223372036854775807&per_page=500")
+            .page()
+            .is_err());
         assert!(parse("page=18446744073709551617").page().is_err());
         assert_eq!(parse("site_id=7").site("site_id").unwrap(), Some(7));
         assert!(parse("site_id=4294967297").site("site_id").is_err());

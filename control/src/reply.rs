@@ -50,7 +50,11 @@ mod tests {
         let r = Reply::envelope(
             400,
             false,
-            &[("error", json!("bad")), ("code", json!("c")), ("details", json!([]))],
+            &[
+                ("error", json!("bad")),
+                ("code", json!("c")),
+                ("details", json!([])),
+            ],
         );
         assert_eq!(
             r.body,
