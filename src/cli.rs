@@ -313,6 +313,14 @@ pub struct ServeArgs {
     /// Do not track live state or raise telemetry events.
     #[arg(long, env = "ADIT_NO_LIVE", help_heading = CONTROL)]
     pub no_live: bool,
+    /// Most miners one site tracks live; rows of more are stored but raise
+    /// no live state or events (logged, and counted in /metrics).
+    #[arg(long, env = "ADIT_LIVE_MAX_MINERS_PER_SITE", default_value_t = 100_000, help_heading = CONTROL)]
+    pub live_max_miners_per_site: usize,
+    /// A miner silent this long leaves the live state; its open telemetry
+    /// events are resolved (resolved_by 'evicted').
+    #[arg(long, env = "ADIT_LIVE_EVICT_AFTER", default_value = "24h", help_heading = CONTROL)]
+    pub live_evict_after: humantime::Duration,
     /// How often command timeouts, expiry and collector silence are checked.
     #[arg(long, env = "ADIT_CONTROL_SWEEP_INTERVAL", default_value = "5s", help_heading = CONTROL)]
     pub control_sweep_interval: humantime::Duration,
@@ -424,6 +432,8 @@ impl ServeArgs {
             high_temperature_c: self.high_temperature_c,
             hashrate_drop_share: self.hashrate_drop_share,
             live_enabled: !self.no_live,
+            live_max_miners_per_site: self.live_max_miners_per_site,
+            live_evict_after: self.live_evict_after.into(),
         };
         c.rollup = self.rollup.into_config();
         c.rollup.interval = self.rollup_interval.into();

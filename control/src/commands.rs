@@ -408,9 +408,13 @@ pub async fn pending(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
             })
         })
         .collect();
-    Ok(Reply::json(
+    Ok(Reply::envelope(
         200,
-        &json!({"success": true, "count": commands.len(), "commands": commands}),
+        true,
+        &[
+            ("count", json!(commands.len())),
+            ("commands", Value::Array(commands)),
+        ],
     ))
 }
 
@@ -438,6 +442,9 @@ pub async fn result(ctl: &Control, who: Principal, id: i64, body: &[u8]) -> Resu
             "result_message",
             "longer than 4096 bytes",
         ));
+    }
+    if let Some(m) = &o.result_message {
+        crate::storable::text("result_message", m)?;
     }
     let client = ctl.pool.get().await?;
     let row = client
@@ -484,9 +491,10 @@ pub async fn result(ctl: &Control, who: Principal, id: i64, body: &[u8]) -> Resu
     } else {
         events::resolve(&client, site, &miner, EventType::CommandFailed, "auto").await?;
     }
-    Ok(Reply::json(
+    Ok(Reply::envelope(
         200,
-        &json!({"success": true, "message": "Result reported successfully"}),
+        true,
+        &[("message", json!("Result reported successfully"))],
     ))
 }
 
@@ -526,8 +534,8 @@ pub async fn cancel(ctl: &Control, who: Principal, id: i64) -> Result<Reply> {
 pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
     who.admin()?;
     let mut filter = crate::read::Filter::default();
-    if let Some(site) = q.int("site_id")? {
-        filter.push("site_id = ", site as i32);
+    if let Some(site) = q.site("site_id")? {
+        filter.push("site_id = ", site);
     }
     if let Some(m) = q.get("miner_id") {
         filter.push("miner_id = ", m.to_string());
@@ -555,7 +563,7 @@ pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
     if let Some(to) = q.time("to")? {
         filter.push("created_at < ", to);
     }
-    let (page, per_page) = q.page()?;
+    let p = q.page()?;
     let client = ctl.pool.get().await?;
     let select = format!(
         "{COLUMNS}, (SELECT coalesce(jsonb_agg(jsonb_build_object( \
@@ -570,7 +578,7 @@ pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
         "agent_commands c",
         &filter,
         "created_at DESC, id DESC",
-        (page, per_page),
+        p,
     )
     .await?;
     let items: Vec<Value> = rows
@@ -582,7 +590,7 @@ pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
         })
         .collect();
     Ok(Reply::data(
-        json!({"items": items, "page": page, "per_page": per_page, "total": total}),
+        json!({"items": items, "page": p.page, "per_page": p.per_page, "total": total}),
     ))
 }
 

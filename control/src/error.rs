@@ -1,5 +1,7 @@
 //! Control-plane failures, each with its HTTP status and machine code.
 
+use serde_json::Value;
+
 use crate::reply::Reply;
 
 pub type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -18,6 +20,10 @@ pub enum ControlError {
         reason: String,
         details: Vec<Detail>,
     },
+    /// A value PostgreSQL would refuse to store (a NUL character in text
+    /// or JSON): refused before any query, never a 503 to retry.
+    #[error("{field}: {reason}")]
+    Unstorable { field: String, reason: String },
     #[error("not found")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -44,7 +50,7 @@ impl ControlError {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest { .. } => 400,
+            Self::BadRequest { .. } | Self::Unstorable { .. } => 400,
             Self::Forbidden { .. } => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -56,6 +62,7 @@ impl ControlError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { .. } => "invalid_request",
+            Self::Unstorable { .. } => "unstorable_value",
             Self::Forbidden { .. } => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -67,19 +74,24 @@ impl ControlError {
     pub fn into_reply(self) -> Reply {
         if let Self::Database { reason } = &self {
             tracing::error!(%reason, "Control-plane request failed.");
+        } else {
+            tracing::warn!(code = self.code(), error = %self, "Control-plane request refused.");
         }
         let details = match &self {
             Self::BadRequest { details, .. } => serde_json::to_value(details).unwrap_or_default(),
+            Self::Unstorable { field, reason } => serde_json::json!([{
+                "field": field, "reason": reason
+            }]),
             _ => serde_json::json!([]),
         };
-        Reply::json(
+        Reply::envelope(
             self.status(),
-            &serde_json::json!({
-                "success": false,
-                "error": self.to_string(),
-                "code": self.code(),
-                "details": details,
-            }),
+            false,
+            &[
+                ("error", Value::String(self.to_string())),
+                ("code", Value::String(self.code().into())),
+                ("details", details),
+            ],
         )
     }
 }

@@ -3,6 +3,9 @@
 //! (or by an admin). Subjects are miner ids, or `collector:<key id>` for
 //! `agent_offline`.
 
+use std::collections::HashMap;
+
+use adit_types::Text;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
@@ -88,42 +91,141 @@ pub async fn resolve(
     Ok(n == 1)
 }
 
-/// Opens and resolves telemetry events in two statements: `opens` as
-/// (site, subject, type, message), `resolves` as (site, subject, type).
-pub async fn apply(
-    client: &Client,
-    opens: &[(i32, String, EventType, String)],
-    resolves: &[(i32, String, EventType)],
-) -> Result<()> {
-    if !opens.is_empty() {
-        let sites: Vec<i32> = opens.iter().map(|o| o.0).collect();
-        let subjects: Vec<&str> = opens.iter().map(|o| o.1.as_str()).collect();
-        let types: Vec<&str> = opens.iter().map(|o| o.2.name()).collect();
-        let sev: Vec<&str> = opens.iter().map(|o| o.2.severity()).collect();
-        let msgs: Vec<&str> = opens.iter().map(|o| o.3.as_str()).collect();
-        client
-            .execute(
-                "INSERT INTO events (site_id, subject, event_type, severity, message) \
-                 SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-                 ON CONFLICT (site_id, subject, event_type) WHERE status <> 'resolved' DO NOTHING",
-                &[&sites, &subjects, &types, &sev, &msgs],
-            )
-            .await?;
+/// Who resolved a telemetry event automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolver {
+    /// The condition cleared.
+    Auto,
+    /// The miner was silent for the eviction time and left the live state.
+    Evicted,
+}
+
+impl Resolver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Evicted => "evicted",
+        }
     }
-    if !resolves.is_empty() {
-        let sites: Vec<i32> = resolves.iter().map(|o| o.0).collect();
-        let subjects: Vec<&str> = resolves.iter().map(|o| o.1.as_str()).collect();
-        let types: Vec<&str> = resolves.iter().map(|o| o.2.name()).collect();
-        client
-            .execute(
-                "UPDATE events e SET status = 'resolved', resolved_at = now(), resolved_by = 'auto' \
-                 FROM unnest($1::int4[], $2::text[], $3::text[]) AS r(site_id, subject, event_type) \
-                 WHERE e.site_id = r.site_id AND e.subject = r.subject \
-                   AND e.event_type = r.event_type AND e.status <> 'resolved'",
-                &[&sites, &subjects, &types],
-            )
-            .await?;
+}
+
+/// The net change to one (site, miner, type) event since the last flush.
+/// Opens and resolves of one key alternate; in order they collapse to: a
+/// resolve of the event open before, an open, a resolve of that open.
+#[derive(Debug, Clone, Default)]
+struct Change {
+    resolve_first: Option<Resolver>,
+    open: Option<String>,
+    resolve_last: Option<Resolver>,
+}
+
+/// Telemetry event changes waiting for the next flush, kept in the order
+/// they happened per key: a condition that flips several times between
+/// two flushes ends as its last state says.
+#[derive(Debug, Default)]
+pub struct Changes(HashMap<(i32, Text, EventType), Change, ahash::RandomState>);
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The condition started: open its event (with the latest message).
+    pub fn open(&mut self, site: i32, subject: &Text, ty: EventType, message: String) {
+        let c = self.0.entry((site, subject.clone(), ty)).or_default();
+        c.open = Some(message);
+        // An open, resolve, open in between leaves the first open open.
+        c.resolve_last = None;
+    }
+
+    /// The condition cleared: resolve its event.
+    pub fn resolve(&mut self, site: i32, subject: &Text, ty: EventType, by: Resolver) {
+        let c = self.0.entry((site, subject.clone(), ty)).or_default();
+        if c.open.is_some() {
+            c.resolve_last = Some(by);
+        } else {
+            c.resolve_first = Some(by);
+        }
+    }
+
+    /// These changes followed by `later` (failed changes put back ahead of
+    /// the ones that came since).
+    pub fn then(mut self, later: Changes) -> Changes {
+        for ((site, subject, ty), c) in later.0 {
+            if let Some(by) = c.resolve_first {
+                self.resolve(site, &subject, ty, by);
+            }
+            if let Some(msg) = c.open {
+                self.open(site, &subject, ty, msg);
+            }
+            if let Some(by) = c.resolve_last {
+                self.resolve(site, &subject, ty, by);
+            }
+        }
+        self
+    }
+
+    /// Applies the changes in three statements: the resolves of events
+    /// open before, the opens, the resolves of those opens.
+    pub async fn apply(&self, client: &Client) -> Result<()> {
+        let first: Vec<_> = self
+            .0
+            .iter()
+            .filter_map(|(k, c)| c.resolve_first.map(|by| (k, by)))
+            .collect();
+        resolve_all(client, &first).await?;
+        let opens: Vec<_> = self
+            .0
+            .iter()
+            .filter_map(|(k, c)| c.open.as_deref().map(|m| (k, m)))
+            .collect();
+        if !opens.is_empty() {
+            let sites: Vec<i32> = opens.iter().map(|o| o.0 .0).collect();
+            let subjects: Vec<&str> = opens.iter().map(|o| o.0 .1.as_str()).collect();
+            let types: Vec<&str> = opens.iter().map(|o| o.0 .2.name()).collect();
+            let sev: Vec<&str> = opens.iter().map(|o| o.0 .2.severity()).collect();
+            let msgs: Vec<&str> = opens.iter().map(|o| o.1).collect();
+            client
+                .execute(
+                    "INSERT INTO events (site_id, subject, event_type, severity, message) \
+                     SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                     ON CONFLICT (site_id, subject, event_type) WHERE status <> 'resolved' DO NOTHING",
+                    &[&sites, &subjects, &types, &sev, &msgs],
+                )
+                .await?;
+        }
+        let last: Vec<_> = self
+            .0
+            .iter()
+            .filter_map(|(k, c)| c.resolve_last.map(|by| (k, by)))
+            .collect();
+        resolve_all(client, &last).await
+    }
+}
+
+/// Resolves the unresolved events of the given keys.
+async fn resolve_all(client: &Client, keys: &[(&(i32, Text, EventType), Resolver)]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let sites: Vec<i32> = keys.iter().map(|k| k.0 .0).collect();
+    let subjects: Vec<&str> = keys.iter().map(|k| k.0 .1.as_str()).collect();
+    let types: Vec<&str> = keys.iter().map(|k| k.0 .2.name()).collect();
+    let by: Vec<&str> = keys.iter().map(|k| k.1.name()).collect();
+    client
+        .execute(
+            "UPDATE events e SET status = 'resolved', resolved_at = now(), resolved_by = r.by \
+             FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[]) \
+               AS r(site_id, subject, event_type, by) \
+             WHERE e.site_id = r.site_id AND e.subject = r.subject \
+               AND e.event_type = r.event_type AND e.status <> 'resolved'",
+            &[&sites, &subjects, &types, &by],
+        )
+        .await?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! ([`sweep_silent`]); its next heartbeat resolves it.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -82,9 +82,6 @@ fn check(h: &Heartbeat) -> Result<()> {
     Ok(())
 }
 
-/// The day whose heartbeat partition is known to exist.
-static PARTITION_DAY: AtomicI32 = AtomicI32::new(i32::MIN);
-
 /// `POST /api/collector/heartbeat` (collector key).
 pub async fn record(
     ctl: &Control,
@@ -110,13 +107,19 @@ pub async fn record(
         }
         h.extra_data = Some(Value::Object(extra));
     }
+    if let Some(v) = &h.version {
+        crate::storable::text("version", v)?;
+    }
+    if let Some(extra) = &h.extra_data {
+        crate::storable::json("extra_data", extra)?;
+    }
     let ip = h.ip_address.clone().or(peer.map(|p| p.to_string()));
     let interval = h
         .heartbeat_interval
         .unwrap_or(ctl.config.heartbeat_interval.as_secs() as i32);
     let client = ctl.pool.get().await?;
     let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
-    if PARTITION_DAY.load(Ordering::Relaxed) != today {
+    if ctl.heartbeat_day.load(Ordering::Relaxed) != today {
         let day = chrono::DateTime::from_timestamp(i64::from(today) * 86_400, 0)
             .unwrap_or_default()
             .date_naive();
@@ -126,7 +129,7 @@ pub async fn record(
                 &[&day],
             )
             .await?;
-        PARTITION_DAY.store(today, Ordering::Relaxed);
+        ctl.heartbeat_day.store(today, Ordering::Relaxed);
     }
     let status = h.status.as_deref().unwrap_or("online");
     client

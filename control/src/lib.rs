@@ -17,6 +17,7 @@ pub mod heartbeat;
 pub mod live;
 pub mod read;
 mod reply;
+mod storable;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -98,6 +99,12 @@ pub struct ControlConfig {
     pub hashrate_drop_share: f64,
     /// Track live state and telemetry events at all.
     pub live_enabled: bool,
+    /// Most miners a site tracks live; rows of more are stored but raise
+    /// no live state or events (a warning and a counter say so).
+    pub live_max_miners_per_site: usize,
+    /// A miner that sends nothing this long leaves the live state (its
+    /// open telemetry events resolved by `evicted`).
+    pub live_evict_after: Duration,
 }
 
 impl Default for ControlConfig {
@@ -109,6 +116,8 @@ impl Default for ControlConfig {
             high_temperature_c: 85.0,
             hashrate_drop_share: 0.7,
             live_enabled: true,
+            live_max_miners_per_site: 100_000,
+            live_evict_after: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -119,6 +128,9 @@ pub struct Control {
     pub pool: deadpool_postgres::Pool,
     pub config: Arc<ControlConfig>,
     pub live: Arc<live::LiveState>,
+    /// The day whose heartbeat partition is known to exist (per control
+    /// plane, not per process: a process may serve several databases).
+    heartbeat_day: Arc<std::sync::atomic::AtomicI32>,
 }
 
 /// Every route: method and path template (the OpenAPI document describes
@@ -146,6 +158,7 @@ impl Control {
             pool,
             config: Arc::new(config),
             live,
+            heartbeat_day: Arc::new(std::sync::atomic::AtomicI32::new(i32::MIN)),
         }
     }
 
@@ -168,7 +181,7 @@ impl Control {
     async fn route(&self, req: &Request<'_>, who: Principal) -> Result<Reply> {
         use Method::{Delete, Get, Post};
         let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').collect();
-        let q = read::Query::parse(req.query);
+        let q = read::Query::parse(req.query)?;
         match (req.method, segments.as_slice()) {
             (Get, ["commands", "pending"]) => commands::pending(self, who, &q).await,
             (Get, ["commands", "history"]) => commands::history(self, who, &q).await,

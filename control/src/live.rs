@@ -6,17 +6,41 @@
 //! Events: `miner_offline` (`online` false), `high_temperature`
 //! (`temperature_max` over the threshold), `hashrate_drop` (hashrate under
 //! a share of `hashrate_expected_ghs`, while online). A condition that
-//! starts opens its event; one that clears resolves it.
+//! starts opens its event; one that clears resolves it; one that flips
+//! several times between two flushes ends as its last sample says.
+//!
+//! Bounded: a site tracks at most `live_max_miners_per_site` miners (rows
+//! of the others are stored as usual but raise no live state or events; a
+//! warning and [`LiveStats::untracked_samples`] say so), and a miner that
+//! sends nothing for `live_evict_after` leaves the live state, its open
+//! telemetry events resolved by `evicted` (kept open, nothing would ever
+//! resolve them: the live state no longer knows them). The flush and the
+//! eviction take the lock the writer's commit hook needs only in short
+//! chunks, never for a walk over every miner.
+
+mod rows;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use adit_types::{Sample, Text};
+use indexmap::IndexMap;
 use tokio_postgres::Client;
-use tracing::warn;
+use tracing::{info, warn};
 
-use crate::events::{self, EventType};
+use crate::events::{Changes, EventType, Resolver};
 use crate::{ControlConfig, Result};
+use rows::Rows;
+
+/// Most miners looked at per hold of the lock while flushing or evicting.
+const LOCK_CHUNK: usize = 4096;
+/// Longest time between two eviction passes (shorter when the eviction
+/// time is short: a quarter of it).
+const EVICT_CHECK_MAX_S: u32 = 60;
+/// Shortest time between two warnings about untracked miners.
+const UNTRACKED_WARN_EVERY_S: u32 = 60;
 
 /// The live columns of one miner (`miner_live`).
 #[derive(Debug, Clone, Default)]
@@ -46,6 +70,9 @@ struct Entry {
     /// Conditions as of the last sample (bit per [`EventType::TELEMETRY`]);
     /// `None` until the first sample since start.
     conditions: Option<u8>,
+    /// Seconds (since the state was made) of the last sample received.
+    seen_s: u32,
+    /// Changed since the last flush (and listed in `Inner::dirty`).
     dirty: bool,
 }
 
@@ -56,38 +83,80 @@ fn set(dst: &mut Option<Text>, src: &Option<Text>) {
     }
 }
 
+/// Counters of the live state, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Miners tracked now (a gauge).
+    pub miners: AtomicU64,
+    /// Samples of miners past a site's cap: stored, not tracked live.
+    pub untracked_samples: AtomicU64,
+    /// Miners that left the live state after being silent.
+    pub evicted_miners: AtomicU64,
+}
+
+type Miners = IndexMap<Text, Entry, ahash::RandomState>;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// ahash: seeded per process like std's SipHash (a collector cannot
-    /// aim collisions at it) and several times faster on short keys.
-    sites: HashMap<i32, HashMap<Text, Entry, ahash::RandomState>>,
+    /// aim collisions at it) and several times faster on short keys. An
+    /// IndexMap, so an eviction pass can walk it in chunks by position.
+    sites: HashMap<i32, Miners>,
+    /// Miners changed since the last flush (each once: see `Entry::dirty`).
+    dirty: Vec<(i32, Text)>,
     /// Conditions with an unresolved event at start, per (site, miner).
     open_at_start: HashMap<(i32, String), u8>,
-    opens: Vec<(i32, String, EventType, String)>,
-    resolves: Vec<(i32, String, EventType)>,
+    /// When `open_at_start` was loaded (seconds), if it was.
+    loaded_at_s: Option<u32>,
+    changes: Changes,
+    /// Untracked samples per site since the last warning.
+    untracked: HashMap<i32, u64>,
+    next_warn_s: u32,
+    next_evict_s: u32,
 }
 
 /// Thresholds and the state behind the live table and telemetry events.
 #[derive(Debug)]
 pub struct LiveState {
     inner: Mutex<Inner>,
+    stats: LiveStats,
+    started: Instant,
     high_temperature_c: f64,
     hashrate_drop_share: f64,
+    max_miners_per_site: usize,
+    evict_after_s: u32,
     enabled: bool,
+}
+
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 impl LiveState {
     pub fn new(cfg: &ControlConfig) -> Self {
         Self {
             inner: Mutex::default(),
+            stats: LiveStats::default(),
+            started: Instant::now(),
             high_temperature_c: cfg.high_temperature_c,
             hashrate_drop_share: cfg.hashrate_drop_share,
+            max_miners_per_site: cfg.live_max_miners_per_site,
+            evict_after_s: secs(cfg.live_evict_after),
             enabled: cfg.live_enabled,
         }
     }
 
+    /// The counters `/metrics` shows.
+    pub fn stats(&self) -> &LiveStats {
+        &self.stats
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_s(&self) -> u32 {
+        secs(self.started.elapsed())
     }
 
     /// Which conditions a sample shows, a bit per [`EventType::TELEMETRY`].
@@ -126,14 +195,25 @@ impl LiveState {
         if !self.enabled || samples.is_empty() {
             return;
         }
+        let now_s = self.now_s();
+        let (mut added, mut untracked) = (0u64, 0u64);
         let mut guard = self.lock();
         let inner = &mut *guard;
         let miners = inner.sites.entry(site_id).or_default();
         for s in samples {
-            let e = match miners.get_mut(s.miner_id.as_str()) {
-                Some(e) => e,
-                None => miners.entry(s.miner_id.clone()).or_default(),
+            let i = match miners.get_index_of(s.miner_id.as_str()) {
+                Some(i) => i,
+                None if miners.len() >= self.max_miners_per_site => {
+                    untracked += 1;
+                    continue;
+                }
+                None => {
+                    added += 1;
+                    miners.insert_full(s.miner_id.clone(), Entry::default()).0
+                }
             };
+            let e = &mut miners[i];
+            e.seen_s = now_s;
             if e.ts_micros > s.ts_micros {
                 continue; // a late row: the live state already has newer
             }
@@ -150,9 +230,11 @@ impl LiveState {
                     let (was, is) = (before >> bit & 1 == 1, now >> bit & 1 == 1);
                     if is && !was {
                         let msg = Self::message(ty, s, self);
-                        inner.opens.push((site_id, s.miner_id.to_string(), ty, msg));
+                        inner.changes.open(site_id, &s.miner_id, ty, msg);
                     } else if was && !is {
-                        inner.resolves.push((site_id, s.miner_id.to_string(), ty));
+                        inner
+                            .changes
+                            .resolve(site_id, &s.miner_id, ty, Resolver::Auto);
                     }
                 }
             }
@@ -179,8 +261,19 @@ impl LiveState {
             set(&mut e.overall_health, &s.overall_health);
             set(&mut e.firmware_version, &s.firmware_version);
             set(&mut e.error_message, &s.error_message);
-            e.dirty = true;
+            if !e.dirty {
+                e.dirty = true;
+                inner.dirty.push((site_id, s.miner_id.clone()));
+            }
         }
+        if untracked > 0 {
+            *inner.untracked.entry(site_id).or_default() += untracked;
+        }
+        drop(guard);
+        self.stats.miners.fetch_add(added, Ordering::Relaxed);
+        self.stats
+            .untracked_samples
+            .fetch_add(untracked, Ordering::Relaxed);
     }
 
     /// Learns which telemetry events are unresolved (at start), so that a
@@ -194,6 +287,7 @@ impl LiveState {
                 &[],
             )
             .await?;
+        let now_s = self.now_s();
         let mut inner = self.lock();
         for r in &rows {
             let ty: String = r.get(2);
@@ -202,186 +296,193 @@ impl LiveState {
             };
             *inner.open_at_start.entry((r.get(0), r.get(1))).or_default() |= 1 << bit;
         }
+        inner.loaded_at_s = Some(now_s);
         Ok(rows.len())
     }
 
-    /// Writes changed miners to `miner_live` and applies event changes;
-    /// returns the number of miners written. On failure the changes are
-    /// kept for the next flush.
+    /// Writes changed miners to `miner_live` and applies event changes, in
+    /// one transaction; returns the number of miners written. On failure
+    /// the changes are kept for the next flush. Evicts silent miners first
+    /// when a pass is due.
     pub async fn flush(&self, client: &Client) -> Result<usize> {
-        let (rows, opens, resolves) = {
+        self.evict_if_due();
+        let now_s = self.now_s();
+        let (keys, changes, untracked) = {
             let mut inner = self.lock();
-            let mut rows = Rows::default();
-            for (&site, miners) in inner.sites.iter_mut() {
-                for (miner, e) in miners.iter_mut().filter(|(_, e)| e.dirty) {
-                    e.dirty = false;
-                    rows.push(site, miner, e);
-                }
-            }
+            let untracked = if now_s >= inner.next_warn_s && !inner.untracked.is_empty() {
+                inner.next_warn_s = now_s.saturating_add(UNTRACKED_WARN_EVERY_S);
+                std::mem::take(&mut inner.untracked)
+            } else {
+                HashMap::new()
+            };
             (
-                rows,
-                std::mem::take(&mut inner.opens),
-                std::mem::take(&mut inner.resolves),
+                std::mem::take(&mut inner.dirty),
+                std::mem::take(&mut inner.changes),
+                untracked,
             )
         };
-        let n = rows.site.len();
-        let result = async {
-            if n > 0 {
-                rows.upsert(client).await?;
-            }
-            events::apply(client, &opens, &resolves).await
+        for (site_id, samples) in untracked {
+            warn!(
+                site_id,
+                samples,
+                cap = self.max_miners_per_site,
+                "Samples of miners past the site's live-state cap were stored but not tracked live."
+            );
         }
-        .await;
-        if let Err(e) = result {
+        let rows = self.collect(&keys);
+        let n = rows.len();
+        if let Err(e) = write(client, &rows, &changes).await {
             warn!(error = %e, miners = n, "Live state flush failed; will retry.");
-            let mut inner = self.lock();
-            for (site, miner) in rows.site.iter().zip(&rows.miner) {
-                if let Some(e) = inner
-                    .sites
-                    .get_mut(site)
-                    .and_then(|m| m.get_mut(miner.as_str()))
-                {
-                    e.dirty = true;
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            for (site, miner) in rows.keys() {
+                if let Some(e) = inner.sites.get_mut(&site).and_then(|m| m.get_mut(miner)) {
+                    if !e.dirty {
+                        e.dirty = true;
+                        inner.dirty.push((site, Text::from(miner)));
+                    }
                 }
             }
-            let mut o = opens;
-            o.append(&mut inner.opens);
-            inner.opens = o;
-            let mut r = resolves;
-            r.append(&mut inner.resolves);
-            inner.resolves = r;
+            let later = std::mem::take(&mut inner.changes);
+            inner.changes = changes.then(later);
             return Err(e);
         }
         Ok(n)
     }
-}
 
-/// Changed miners as columns, for one `unnest` upsert.
-#[derive(Default)]
-struct Rows {
-    site: Vec<i32>,
-    miner: Vec<String>,
-    ts: Vec<chrono::DateTime<chrono::Utc>>,
-    online: Vec<Option<bool>>,
-    ip: Vec<Option<String>>,
-    model: Vec<Option<String>>,
-    hashrate: Vec<Option<f64>>,
-    expected: Vec<Option<f64>>,
-    temp_avg: Vec<Option<f32>>,
-    temp_max: Vec<Option<f32>>,
-    fan_max: Vec<Option<i32>>,
-    power: Vec<Option<f32>>,
-    efficiency: Vec<Option<f32>>,
-    accepted: Vec<Option<i64>>,
-    rejected: Vec<Option<i64>>,
-    hw_errors: Vec<Option<i64>>,
-    uptime: Vec<Option<i64>>,
-    pool_url: Vec<Option<String>>,
-    worker: Vec<Option<String>>,
-    boards_total: Vec<Option<i16>>,
-    boards_healthy: Vec<Option<i16>>,
-    health: Vec<Option<String>>,
-    firmware: Vec<Option<String>>,
-    error: Vec<Option<String>>,
-}
+    /// The rows of the changed miners, taking the lock a chunk at a time.
+    fn collect(&self, keys: &[(i32, Text)]) -> Rows {
+        let mut rows = Rows::default();
+        for chunk in keys.chunks(LOCK_CHUNK) {
+            let mut inner = self.lock();
+            for (site, miner) in chunk {
+                let Some(e) = inner
+                    .sites
+                    .get_mut(site)
+                    .and_then(|m| m.get_mut(miner.as_str()))
+                else {
+                    continue;
+                };
+                if e.dirty {
+                    e.dirty = false;
+                    rows.push(*site, miner, e);
+                }
+            }
+        }
+        rows
+    }
 
-impl std::fmt::Debug for Rows {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Rows({})", self.site.len())
+    /// Removes miners silent for the eviction time (and forgets the events
+    /// open at start of miners never heard from since), resolving their
+    /// open events; at most once per check interval.
+    fn evict_if_due(&self) {
+        let now_s = self.now_s();
+        let sites: Vec<i32> = {
+            let mut inner = self.lock();
+            if now_s < inner.next_evict_s {
+                return;
+            }
+            inner.next_evict_s =
+                now_s.saturating_add((self.evict_after_s / 4).min(EVICT_CHECK_MAX_S));
+            inner.sites.keys().copied().collect()
+        };
+        let mut evicted = 0u64;
+        for site in sites {
+            let mut i = 0;
+            loop {
+                let mut guard = self.lock();
+                let inner = &mut *guard;
+                let Some(miners) = inner.sites.get_mut(&site) else {
+                    break;
+                };
+                // Only this pass removes entries, so positions before `i`
+                // stay looked at between chunks (new miners go at the end).
+                let mut looked = 0;
+                while i < miners.len() && looked < LOCK_CHUNK {
+                    looked += 1;
+                    let e = &miners[i];
+                    if e.dirty || now_s.saturating_sub(e.seen_s) < self.evict_after_s {
+                        i += 1;
+                        continue;
+                    }
+                    let Some((miner, e)) = miners.swap_remove_index(i) else {
+                        break;
+                    };
+                    evicted += 1;
+                    let open = e.conditions.unwrap_or(0);
+                    for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
+                        if open >> bit & 1 == 1 {
+                            inner.changes.resolve(site, &miner, ty, Resolver::Evicted);
+                        }
+                    }
+                }
+                let done = i >= miners.len();
+                if miners.is_empty() {
+                    inner.sites.remove(&site);
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+        let forgotten = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let due = inner
+                .loaded_at_s
+                .is_some_and(|t| now_s.saturating_sub(t) >= self.evict_after_s);
+            if due && !inner.open_at_start.is_empty() {
+                let open = std::mem::take(&mut inner.open_at_start);
+                let mut before = Changes::default();
+                for ((site, miner), bits) in &open {
+                    let miner = Text::from(miner.as_str());
+                    for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
+                        if bits >> bit & 1 == 1 {
+                            before.resolve(*site, &miner, ty, Resolver::Evicted);
+                        }
+                    }
+                }
+                let later = std::mem::take(&mut inner.changes);
+                inner.changes = before.then(later);
+                open.len()
+            } else {
+                0
+            }
+        };
+        if evicted > 0 || forgotten > 0 {
+            self.stats.miners.fetch_sub(evicted, Ordering::Relaxed);
+            self.stats
+                .evicted_miners
+                .fetch_add(evicted, Ordering::Relaxed);
+            info!(
+                miners = evicted,
+                never_seen = forgotten,
+                silent_s = self.evict_after_s,
+                "Silent miners left the live state; their open events are resolved (evicted)."
+            );
+        }
     }
 }
 
-impl Rows {
-    fn push(&mut self, site: i32, miner: &str, e: &Entry) {
-        self.site.push(site);
-        self.miner.push(miner.to_string());
-        self.ts
-            .push(chrono::DateTime::from_timestamp_micros(e.ts_micros).unwrap_or_default());
-        self.online.push(e.online);
-        self.ip.push(e.ip_address.as_deref().map(String::from));
-        self.model.push(e.model.as_deref().map(String::from));
-        self.hashrate.push(e.hashrate_ghs);
-        self.expected.push(e.hashrate_expected_ghs);
-        self.temp_avg.push(e.temperature_avg);
-        self.temp_max.push(e.temperature_max);
-        self.fan_max.push(e.fan_max_rpm);
-        self.power.push(e.power_consumption);
-        self.efficiency.push(e.efficiency);
-        self.accepted.push(e.accepted_shares);
-        self.rejected.push(e.rejected_shares);
-        self.hw_errors.push(e.hardware_errors);
-        self.uptime.push(e.uptime_seconds);
-        self.pool_url.push(e.pool_url.as_deref().map(String::from));
-        self.worker.push(e.worker_name.as_deref().map(String::from));
-        self.boards_total.push(e.boards_total);
-        self.boards_healthy.push(e.boards_healthy);
-        self.health
-            .push(e.overall_health.as_deref().map(String::from));
-        self.firmware
-            .push(e.firmware_version.as_deref().map(String::from));
-        self.error
-            .push(e.error_message.as_deref().map(String::from));
+/// One transaction: the live rows, then the event changes.
+async fn write(client: &Client, rows: &Rows, changes: &Changes) -> Result<()> {
+    if rows.is_empty() && changes.is_empty() {
+        return Ok(());
     }
-
-    async fn upsert(&self, client: &Client) -> Result<u64> {
-        Ok(client
-            .execute(
-                "INSERT INTO miner_live (site_id, miner_id, ts, online, ip_address, model, \
-                   hashrate_ghs, hashrate_expected_ghs, temperature_avg, temperature_max, \
-                   fan_max_rpm, power_consumption, efficiency, accepted_shares, rejected_shares, \
-                   hardware_errors, uptime_seconds, pool_url, worker_name, boards_total, \
-                   boards_healthy, overall_health, firmware_version, error_message) \
-                 SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[], $4::bool[], \
-                   $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float4[], $10::float4[], \
-                   $11::int4[], $12::float4[], $13::float4[], $14::int8[], $15::int8[], $16::int8[], \
-                   $17::int8[], $18::text[], $19::text[], $20::int2[], $21::int2[], $22::text[], \
-                   $23::text[], $24::text[]) \
-                 ON CONFLICT (site_id, miner_id) DO UPDATE SET \
-                   ts = EXCLUDED.ts, updated_at = now(), online = EXCLUDED.online, \
-                   ip_address = EXCLUDED.ip_address, model = EXCLUDED.model, \
-                   hashrate_ghs = EXCLUDED.hashrate_ghs, \
-                   hashrate_expected_ghs = EXCLUDED.hashrate_expected_ghs, \
-                   temperature_avg = EXCLUDED.temperature_avg, \
-                   temperature_max = EXCLUDED.temperature_max, fan_max_rpm = EXCLUDED.fan_max_rpm, \
-                   power_consumption = EXCLUDED.power_consumption, efficiency = EXCLUDED.efficiency, \
-                   accepted_shares = EXCLUDED.accepted_shares, \
-                   rejected_shares = EXCLUDED.rejected_shares, \
-                   hardware_errors = EXCLUDED.hardware_errors, \
-                   uptime_seconds = EXCLUDED.uptime_seconds, pool_url = EXCLUDED.pool_url, \
-                   worker_name = EXCLUDED.worker_name, boards_total = EXCLUDED.boards_total, \
-                   boards_healthy = EXCLUDED.boards_healthy, \
-                   overall_health = EXCLUDED.overall_health, \
-                   firmware_version = EXCLUDED.firmware_version, \
-                   error_message = EXCLUDED.error_message \
-                 WHERE miner_live.ts <= EXCLUDED.ts",
-                &[
-                    &self.site,
-                    &self.miner,
-                    &self.ts,
-                    &self.online,
-                    &self.ip,
-                    &self.model,
-                    &self.hashrate,
-                    &self.expected,
-                    &self.temp_avg,
-                    &self.temp_max,
-                    &self.fan_max,
-                    &self.power,
-                    &self.efficiency,
-                    &self.accepted,
-                    &self.rejected,
-                    &self.hw_errors,
-                    &self.uptime,
-                    &self.pool_url,
-                    &self.worker,
-                    &self.boards_total,
-                    &self.boards_healthy,
-                    &self.health,
-                    &self.firmware,
-                    &self.error,
-                ],
-            )
-            .await?)
+    client.batch_execute("BEGIN").await?;
+    let result = async {
+        if !rows.is_empty() {
+            rows.upsert(client).await?;
+        }
+        changes.apply(client).await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(client.batch_execute("COMMIT").await?),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
     }
 }
 

@@ -9,22 +9,23 @@ use crate::commands::ts;
 use crate::events::event_json;
 use crate::{Control, ControlError, Principal, Reply, Result};
 
-/// A URL query string, percent-decoded.
+/// A URL query string, decoded as HTML forms are (`form_urlencoded`: `+`
+/// is a space, a `%` not followed by two hex digits stays as it is).
 #[derive(Debug, Default)]
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
-    pub fn parse(q: Option<&str>) -> Self {
-        let pairs = q
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (decode(k), decode(v))
-            })
+    /// Decodes `q`; a NUL character in a name or value is refused (it
+    /// would reach a `text` filter, which PostgreSQL refuses).
+    pub fn parse(q: Option<&str>) -> Result<Self> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        Self(pairs)
+        for (k, v) in &pairs {
+            crate::storable::text("query", k)?;
+            crate::storable::text(k, v)?;
+        }
+        Ok(Self(pairs))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -43,6 +44,17 @@ impl Query {
             .transpose()
     }
 
+    /// A site id: a 32-bit integer (a larger one is refused, never wrapped).
+    pub fn site(&self, key: &str) -> Result<Option<i32>> {
+        self.int(key)?
+            .map(|v| {
+                i32::try_from(v).map_err(|_| {
+                    ControlError::bad(key, format!("{v} is outside the site id range"))
+                })
+            })
+            .transpose()
+    }
+
     pub fn time(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         self.get(key)
             .map(|v| {
@@ -53,8 +65,9 @@ impl Query {
             .transpose()
     }
 
-    /// `page` (from 1) and `per_page` (1-500, default 50).
-    pub fn page(&self) -> Result<(i64, i64)> {
+    /// `page` (from 1) and `per_page` (1-500, default 50), as the page and
+    /// the row offset it starts at.
+    pub fn page(&self) -> Result<Page> {
         let page = self.int("page")?.unwrap_or(1);
         let per_page = self.int("per_page")?.unwrap_or(50);
         if page < 1 {
@@ -63,32 +76,27 @@ impl Query {
         if !(1..=500).contains(&per_page) {
             return Err(ControlError::bad("per_page", "must be 1-500"));
         }
-        Ok((page, per_page))
+        let offset = (page - 1).checked_mul(per_page).ok_or_else(|| {
+            ControlError::bad(
+                "page",
+                format!("{page} is too large for per_page {per_page}"),
+            )
+        })?;
+        Ok(Page {
+            page,
+            per_page,
+            offset,
+        })
     }
 }
 
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// One page of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub page: i64,
+    pub per_page: i64,
+    /// Rows before it: `(page - 1) * per_page`, known not to overflow.
+    pub offset: i64,
 }
 
 /// A WHERE clause built from optional filters, with numbered parameters.
@@ -151,19 +159,19 @@ pub(crate) async fn page(
     from: &str,
     f: &Filter,
     order: &str,
-    (page, per_page): (i64, i64),
+    p: Page,
 ) -> Result<(i64, Vec<tokio_postgres::Row>)> {
     let (filter, params) = (f.sql(), f.params());
     let total: i64 = client
         .query_one(&format!("SELECT count(*) FROM {from} {filter}"), &params)
         .await?
         .get(0);
-    let offset = (page - 1) * per_page;
     let rows = client
         .query(
             &format!(
                 "SELECT {select} FROM {from} {filter} ORDER BY {order} \
-                 LIMIT {per_page} OFFSET {offset}"
+                 LIMIT {} OFFSET {}",
+                p.per_page, p.offset
             ),
             &params,
         )
@@ -191,7 +199,7 @@ pub async fn live(ctl: &Control, who: Principal, site: i32, q: &Query) -> Result
     if let Some(m) = q.get("model") {
         f.push("model = ", m.to_string());
     }
-    let (page, per_page) = q.page()?;
+    let p = q.page()?;
     let client = ctl.pool.get().await?;
     let (total, rows) = self::page(
         &client,
@@ -199,7 +207,7 @@ pub async fn live(ctl: &Control, who: Principal, site: i32, q: &Query) -> Result
         "miner_live l",
         &f,
         "miner_id",
-        (page, per_page),
+        p,
     )
     .await?;
     let items: Vec<Value> = rows
@@ -212,7 +220,7 @@ pub async fn live(ctl: &Control, who: Principal, site: i32, q: &Query) -> Result
         })
         .collect();
     Ok(Reply::data(json!({
-        "site_id": site, "items": items, "page": page, "per_page": per_page, "total": total
+        "site_id": site, "items": items, "page": p.page, "per_page": p.per_page, "total": total
     })))
 }
 
@@ -230,6 +238,10 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
                     avg(temperature_avg) FILTER (WHERE online IS TRUE)::float8 AS temp_avg, \
                     max(temperature_max) FILTER (WHERE online IS TRUE)::float8 AS temp_max, \
                     coalesce(sum(power_consumption) FILTER (WHERE online IS TRUE), 0)::float8 AS power, \
+                    sum(power_consumption) FILTER (WHERE online IS TRUE \
+                        AND hashrate_ghs IS NOT NULL)::float8 AS both_power, \
+                    sum(hashrate_ghs) FILTER (WHERE online IS TRUE \
+                        AND power_consumption IS NOT NULL)::float8 AS both_hashrate, \
                     max(ts) AS latest \
              FROM miner_live WHERE site_id = $1",
             &[&site],
@@ -238,6 +250,13 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
     let (total, online): (i64, i64) = (r.get("total"), r.get("online"));
     let hashrate: f64 = r.get("hashrate");
     let power: f64 = r.get("power");
+    let efficiency = match (
+        r.get::<_, Option<f64>>("both_power"),
+        r.get::<_, Option<f64>>("both_hashrate"),
+    ) {
+        (Some(p), Some(h)) if h > 0.0 => Some(p / (h / 1000.0)),
+        _ => None,
+    };
     let alerts = client
         .query(
             "SELECT severity, count(*) FROM events WHERE site_id = $1 AND status <> 'resolved' \
@@ -259,8 +278,9 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
         "avg_temperature": r.get::<_, Option<f64>>("temp_avg"),
         "max_temperature": r.get::<_, Option<f64>>("temp_max"),
         "total_power_w": power,
-        // J/TH: watts per terahash per second.
-        "efficiency_j_per_th": (hashrate > 0.0).then(|| power / (hashrate / 1000.0)),
+        // J/TH: watts per terahash per second, over the miners that report
+        // both (a miner without power would otherwise make it look better).
+        "efficiency_j_per_th": efficiency,
         "open_alerts": by_sev,
         "latest_sample_at": latest.map(ts),
     })))
@@ -272,8 +292,8 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
 pub async fn alerts(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
     who.admin()?;
     let mut f = Filter::default();
-    if let Some(site) = q.int("site_id")? {
-        f.push("site_id = ", site as i32);
+    if let Some(site) = q.site("site_id")? {
+        f.push("site_id = ", site);
     }
     if let Some(t) = q.get("event_type").or(q.get("type")) {
         const TYPES: [&str; 5] = [
@@ -311,20 +331,13 @@ pub async fn alerts(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
             ))
         }
     }
-    let (page, per_page) = q.page()?;
+    let p = q.page()?;
     let client = ctl.pool.get().await?;
-    let (total, rows) = self::page(
-        &client,
-        "*",
-        "events",
-        &f,
-        "opened_at DESC, id DESC",
-        (page, per_page),
-    )
-    .await?;
+    let (total, rows) =
+        self::page(&client, "*", "events", &f, "opened_at DESC, id DESC", p).await?;
     let items: Vec<Value> = rows.iter().map(event_json).collect();
     Ok(Reply::data(json!({
-        "items": items, "page": page, "per_page": per_page, "total": total
+        "items": items, "page": p.page, "per_page": p.per_page, "total": total
     })))
 }
 
@@ -346,8 +359,8 @@ pub async fn stats(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
         hours as i32,
         ")",
     );
-    if let Some(site) = q.int("site_id")? {
-        f.push("site_id = ", site as i32);
+    if let Some(site) = q.site("site_id")? {
+        f.push("site_id = ", site);
     }
     let clause = f.sql();
     let client = ctl.pool.get().await?;
@@ -394,12 +407,41 @@ mod tests {
 
     #[test]
     fn queries_are_percent_decoded() {
-        let q = Query::parse(Some("miner_id=a%2Fb+c&page=2&empty=&x=%zz"));
+        let q = Query::parse(Some("miner_id=a%2Fb+c&page=2&empty=&x=%zz")).unwrap();
         assert_eq!(q.get("miner_id"), Some("a/b c"));
         assert_eq!(q.int("page").unwrap(), Some(2));
         assert_eq!(q.get("empty"), None);
         assert_eq!(q.get("x"), Some("%zz"));
-        assert!(Query::parse(Some("page=x")).int("page").is_err());
-        assert!(Query::parse(Some("per_page=501")).page().is_err());
+        let parse = |s| Query::parse(Some(s)).unwrap();
+        assert!(parse("page=x").int("page").is_err());
+        assert!(parse("per_page=501").page().is_err());
+        // A sign is not a hex digit (`%+f` was byte 0x0f).
+        assert_eq!(parse("m=%+f").get("m"), Some("% f"));
+        assert_eq!(parse("m=%-1").get("m"), Some("%-1"));
+        // A NUL would reach a text filter.
+        assert!(matches!(
+            Query::parse(Some("miner_id=a%00")),
+            Err(ControlError::Unstorable { .. })
+        ));
+    }
+
+    #[test]
+    fn pages_and_site_ids_never_wrap() {
+        let parse = |s| Query::parse(Some(s)).unwrap();
+        assert_eq!(
+            parse("page=3&per_page=10").page().unwrap(),
+            Page {
+                page: 3,
+                per_page: 10,
+                offset: 20
+            }
+        );
+        assert!(parse("page=9223372036854775807&per_page=500")
+            .page()
+            .is_err());
+        assert!(parse("page=18446744073709551617").page().is_err());
+        assert_eq!(parse("site_id=7").site("site_id").unwrap(), Some(7));
+        assert!(parse("site_id=4294967297").site("site_id").is_err());
+        assert!(parse("site_id=-2147483649").site("site_id").is_err());
     }
 }
