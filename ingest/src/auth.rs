@@ -188,12 +188,24 @@ pub async fn find_key(client: &impl GenericClient, key: &str) -> Result<Option<(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// A pooled connection, waiting at most `wait` for one.
+/// Time allowed on top of the pool wait when a free slot means the pool
+/// opens a new connection (under load a connect takes seconds, which is
+/// not a queue).
+const CONNECT_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// A pooled connection, waiting at most `wait` for a busy pool to free
+/// one (plus [`CONNECT_ALLOWANCE`] when there is room to open one).
 pub async fn pooled(
     pool: &deadpool_postgres::Pool,
     wait: Duration,
 ) -> Result<deadpool_postgres::Object> {
-    match tokio::time::timeout(wait, pool.get()).await {
+    let status = pool.status();
+    let limit = if status.available > 0 || status.size < status.max_size {
+        wait + CONNECT_ALLOWANCE
+    } else {
+        wait
+    };
+    match tokio::time::timeout(limit, pool.get()).await {
         Ok(client) => Ok(client?),
         Err(_) => Err(Error::DatabaseBusy {
             waited_ms: wait.as_millis() as u64,

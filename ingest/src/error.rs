@@ -60,8 +60,8 @@ pub enum Error {
     IdempotencyConflict,
     #[error("too many uploads for this key; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    #[error("uploads in flight hold the whole memory budget ({budget_mib} MiB); retry later")]
-    Overloaded { budget_mib: usize },
+    #[error("requests in flight hold the whole memory budget ({budget_kib} KiB); retry later")]
+    Overloaded { budget_kib: usize },
     #[error("ingest queue is full ({capacity} uploads waiting); retry later")]
     QueueFull { capacity: usize },
     #[error("server is shutting down; retry later")]

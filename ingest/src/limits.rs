@@ -109,7 +109,7 @@ impl ByteBudget {
 
     fn overloaded(&self) -> Error {
         Error::Overloaded {
-            budget_mib: self.total_kib / 1024,
+            budget_kib: self.total_kib,
         }
     }
 

@@ -120,9 +120,14 @@ where
             result
         }
         (&Method::GET, "/metrics") => {
-            let text = state
+            let mut text = state
                 .metrics
                 .render(&state.writer, state.archive.as_deref());
+            text.push_str(&format!(
+                "# HELP adit_inflight_bytes Bytes of the in-flight budget held by requests being read or processed.\n\
+                 # TYPE adit_inflight_bytes gauge\nadit_inflight_bytes {}\n",
+                state.budget.in_use()
+            ));
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
