@@ -87,21 +87,36 @@ async fn a_value_postgres_refuses_rejects_its_row_alone() {
     let body = r#"[{"miner_id":"x1","junk":1e200000},{"miner_id":"x2","online":true},
         {"miner_id":"x3","boards":[{"id":0,"psu":1e-20000}]},
         {"miner_id":"x4","vendor":{"\u0000":1}},
-        {"miner_id":"x5","extra_ok":1e131071,"boards":[{"id":0,"note":"\u00e9"}]}]"#;
+        {"miner_id":"x5","extra_ok":1e131071,"boards":[{"id":0,"note":"\u00e9"}]},
+        {"miner_id":"x6","model":"a\u0000b"},{"miner_id":"x7","model":"\ud800"},
+        {"miner_id":"x8","\ud800x":1},{"miner_id":"x9","v":["\udc00"]},
+        {"miner_id":"x\u0000"}]"#;
     let (status, _, text) = upload(srv.addr, &key, body, &[]).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let v = json(&text);
     assert_eq!(v["data"]["processed"], 2, "{text}");
-    assert_eq!(v["data"]["rejected"], 3, "{text}");
+    assert_eq!(v["data"]["rejected"], 8, "{text}");
     let errors = v["data"]["errors"].as_array().unwrap();
     let fields: Vec<(u64, &str)> = errors
         .iter()
         .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
         .collect();
-    assert_eq!(fields, [(0, "junk"), (2, "boards"), (3, "vendor")]);
+    assert_eq!(
+        fields,
+        [
+            (0, "junk"),
+            (2, "boards"),
+            (3, "vendor"),
+            (5, "model"),
+            (6, "model"),
+            (7, "row"),
+            (8, "v"),
+            (9, "miner_id")
+        ]
+    );
     assert_eq!(
         srv.count("SELECT count(*) FROM ingest_rejects").await,
-        3,
+        8,
         "every refused row is stored raw"
     );
     let stored: Vec<String> = srv
