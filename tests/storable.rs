@@ -57,7 +57,7 @@ async fn the_number_rule_agrees_with_postgres() {
         x ^= x << 17;
         let int = ["0", "1", "12", "9999", "00"][(x % 4) as usize];
         let frac = ["", ".0", ".5", ".000", ".0001"][((x >> 8) % 5) as usize];
-        let sign = if (x >> 16) % 2 == 0 { "" } else { "-" };
+        let sign = if (x >> 16).is_multiple_of(2) { "" } else { "-" };
         let exp = match (x >> 20) % 3 {
             0 => 131_060 + (x >> 24) % 20,
             1 => 16_370 + (x >> 24) % 20,
