@@ -58,7 +58,7 @@ pub enum Error {
     InvalidIdempotencyKey,
     #[error("Idempotency-Key already used with a different body")]
     IdempotencyConflict,
-    #[error("too many uploads for this key; retry in {retry_after_s} s")]
+    #[error("too many requests for this key; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     #[error("requests in flight hold the whole memory budget ({budget_kib} KiB); retry later")]
     Overloaded { budget_kib: usize },
