@@ -86,10 +86,16 @@ pub enum KeysCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// List keys: one line per key, starting with its numeric id.
+    /// List keys: one line per key, starting with its numeric id, with the
+    /// key's first characters (`key=hsc_AbCdEfGh…`) to tell keys apart.
     List,
-    /// Revoke a key by id; servers refuse it within the key cache TTL.
-    Revoke { id: i32 },
+    /// Revoke a key by id, or by the key itself (hsc_… / hsa_…); servers
+    /// refuse it within the key cache TTL.
+    Revoke {
+        /// The key's id (first column of `keys list`) or the key itself.
+        #[arg(value_name = "ID|KEY")]
+        id: crate::keys::KeyRef,
+    },
     /// Set a key's upload rate limit in uploads per second (burst twice
     /// that); 0 removes the limit, --default returns to the server's.
     SetRate {

@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_body_digest",
         include_str!("../migrations/0006_body_digest.sql"),
     ),
+    (
+        "0010_key_prefix",
+        include_str!("../migrations/0010_key_prefix.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

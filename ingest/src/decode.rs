@@ -5,11 +5,12 @@
 
 use std::io::Read;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::HeaderValue;
 
+use crate::limits::Reservation;
 use crate::{Error, Result};
 
 mod whole;
@@ -52,8 +53,16 @@ impl Encoding {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (at once when
-/// `Content-Length` already says so).
-pub async fn read_body<B>(body: B, content_length: Option<u64>, limit: usize) -> Result<Bytes>
+/// `Content-Length` already says so). Every byte is counted against
+/// `held` before it is kept: the stated length up front, and the bytes
+/// read so far as they arrive (a chunked body states none), so the
+/// in-flight budget refuses (503) what it cannot hold.
+pub async fn read_body<B>(
+    body: B,
+    content_length: Option<u64>,
+    limit: usize,
+    held: &mut Reservation,
+) -> Result<Bytes>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -61,13 +70,60 @@ where
     if content_length.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
-        Err(e) => Err(Error::BodyRead {
-            reason: e.to_string(),
-        }),
+    if let Some(n) = content_length {
+        held.grow(n as usize)?;
     }
+    let mut body = std::pin::pin!(body);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::BodyRead {
+            reason: e.to_string(),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total += data.len();
+        if total > limit {
+            return Err(Error::BodyTooLarge { limit });
+        }
+        held.grow(total)?;
+        if !data.is_empty() {
+            chunks.push(data);
+        }
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => {
+            let mut all = BytesMut::with_capacity(total);
+            for c in &chunks {
+                all.extend_from_slice(c);
+            }
+            all.freeze()
+        }
+    })
+}
+
+/// A body sent as identity that starts like a compressed stream: gzip
+/// (`1f 8b`), zstd (`28 b5 2f fd`) or zlib (`78` and a valid check byte).
+/// No JSON text starts with those bytes, so the missing header is named
+/// instead of reporting invalid JSON.
+pub fn check_not_compressed(body: &[u8], encoding: Encoding) -> Result<()> {
+    if encoding != Encoding::Identity {
+        return Ok(());
+    }
+    let found = match body {
+        [0x1f, 0x8b, ..] => Encoding::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Encoding::Zstd,
+        [0x78, flags, ..] if (0x7800u16 | u16::from(*flags)).is_multiple_of(31) => {
+            Encoding::Deflate
+        }
+        _ => return Ok(()),
+    };
+    Err(Error::MissingContentEncoding {
+        encoding: found.name(),
+    })
 }
 
 /// Decodes `body` into at most `limit` bytes.
@@ -219,6 +275,26 @@ mod tests {
             decompress(cut, Encoding::Gzip, 1 << 20),
             Err(Error::BadEncoding { .. })
         ));
+    }
+
+    #[test]
+    fn compressed_bodies_without_their_header_are_named() {
+        let data = b"[{\"miner_id\":\"a\"}]";
+        let gz = gzip(data);
+        let zs = zstd::encode_all(&data[..], 3).unwrap();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(data).unwrap();
+        let z = z.finish().unwrap();
+        for (body, name) in [(&gz[..], "gzip"), (&zs[..], "zstd"), (&z[..], "deflate")] {
+            assert!(matches!(
+                check_not_compressed(body, Encoding::Identity),
+                Err(Error::MissingContentEncoding { encoding }) if encoding == name
+            ));
+        }
+        check_not_compressed(&gz, Encoding::Gzip).unwrap();
+        check_not_compressed(data, Encoding::Identity).unwrap();
+        check_not_compressed(b"", Encoding::Identity).unwrap();
+        check_not_compressed(b"x", Encoding::Identity).unwrap();
     }
 
     #[test]

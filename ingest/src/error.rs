@@ -11,8 +11,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Invalid API key")]
-    InvalidKey,
+    /// Missing, unknown or revoked credential; `reason` says which.
+    #[error("Invalid API key: {reason}")]
+    InvalidKey { reason: &'static str },
+    /// A valid admin token where a collector key belongs.
+    #[error(
+        "an admin token was sent where a collector key belongs: send the site's collector \
+         key (hsc_...) in X-Collector-Key; admin tokens go in Authorization: Bearer on the \
+         admin endpoints"
+    )]
+    AdminTokenAsCollectorKey,
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -38,22 +46,31 @@ pub enum Error {
     TooManyRows { rows: usize, limit: usize },
     #[error("unsupported Content-Encoding {0:?}; use gzip, deflate, zstd or identity")]
     UnsupportedEncoding(String),
-    #[error("unsupported Content-Type {0:?}; send application/json")]
+    #[error("unsupported Content-Type {0:?}; send Content-Type: application/json (or none)")]
     UnsupportedMediaType(String),
+    /// A compressed body whose `Content-Encoding` does not say so.
+    #[error(
+        "the body is {encoding} data but Content-Encoding does not say so; add the header \
+         Content-Encoding: {encoding}"
+    )]
+    MissingContentEncoding { encoding: &'static str },
     #[error("Idempotency-Key must be 1-128 printable ASCII characters")]
     InvalidIdempotencyKey,
     #[error("Idempotency-Key already used with a different body")]
     IdempotencyConflict,
-    #[error("too many uploads for this key; retry in {retry_after_s} s")]
+    #[error("too many requests for this key; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    #[error("uploads in flight hold the whole memory budget ({budget_mib} MiB); retry later")]
-    Overloaded { budget_mib: usize },
+    #[error("requests in flight hold the whole memory budget ({budget_kib} KiB); retry later")]
+    Overloaded { budget_kib: usize },
     #[error("ingest queue is full ({capacity} uploads waiting); retry later")]
     QueueFull { capacity: usize },
     #[error("server is shutting down; retry later")]
     ShuttingDown,
     #[error("database unavailable; retry later")]
     DatabaseUnavailable { reason: String },
+    /// Every pooled connection stayed busy for the pool wait timeout.
+    #[error("all database connections are busy (waited {waited_ms} ms); retry later")]
+    DatabaseBusy { waited_ms: u64 },
     #[error("not ready: {reason}")]
     NotReady { reason: String },
     #[error("internal error; the upload was not written")]
@@ -66,7 +83,8 @@ const RETRY_AFTER_SECS: &str = "1";
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidKey => StatusCode::UNAUTHORIZED,
+            Self::InvalidKey { .. } => StatusCode::UNAUTHORIZED,
+            Self::AdminTokenAsCollectorKey => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::MalformedJson { .. } | Self::NotAnArray | Self::TooDeep { .. } => {
@@ -78,15 +96,16 @@ impl Error {
             Self::BodyTooLarge { .. }
             | Self::DecompressedTooLarge { .. }
             | Self::TooManyRows { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedEncoding(_) | Self::UnsupportedMediaType(_) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            Self::UnsupportedEncoding(_)
+            | Self::UnsupportedMediaType(_)
+            | Self::MissingContentEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull { .. }
             | Self::Overloaded { .. }
             | Self::ShuttingDown
             | Self::DatabaseUnavailable { .. }
+            | Self::DatabaseBusy { .. }
             | Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,7 +114,8 @@ impl Error {
     /// The machine-readable `code` of the error body.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidKey => "invalid_key",
+            Self::InvalidKey { .. } => "invalid_key",
+            Self::AdminTokenAsCollectorKey => "admin_token_not_collector_key",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::MalformedJson { .. } | Self::NotAnArray | Self::TooDeep { .. } => {
@@ -108,6 +128,7 @@ impl Error {
             | Self::TooManyRows { .. } => "payload_too_large",
             Self::UnsupportedEncoding(_) => "unsupported_encoding",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::MissingContentEncoding { .. } => "missing_content_encoding",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::QueueFull { .. } => "queue_full",
@@ -115,6 +136,7 @@ impl Error {
             Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
             Self::DatabaseUnavailable { .. } => "database_unavailable",
+            Self::DatabaseBusy { .. } => "database_busy",
             Self::NotReady { .. } => "not_ready",
             Self::Internal { .. } => "internal_error",
         }
@@ -199,7 +221,7 @@ mod tests {
         let resp = Error::QueueFull { capacity: 4 }.into_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[RETRY_AFTER], "1");
-        let resp = Error::InvalidKey.into_response();
+        let resp = Error::InvalidKey { reason: "missing" }.into_response();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert!(resp.headers().get(RETRY_AFTER).is_none());
     }

@@ -218,3 +218,154 @@ mod escape_tests {
         assert_eq!(ok(r#""\ud83d\n""#), Err(BadEscape::Surrogate));
     }
 }
+
+/// Decimal digits PostgreSQL's `numeric` (and so `jsonb`) holds before the
+/// decimal point: a base-10000 weight of at most `i16::MAX`.
+pub const NUMERIC_MAX_INTEGER_DIGITS: i64 = 131_072;
+/// Digits it keeps after the decimal point (the display scale, 14 bits),
+/// trailing zeros included: `0.0e-16383` is refused like `1e-16384`.
+pub const NUMERIC_MAX_SCALE: i64 = 16_383;
+/// Exponents PostgreSQL refuses outright, whatever the digits (`0e…`).
+const NUMERIC_MAX_EXPONENT: i64 = i32::MAX as i64 / 2;
+
+/// A JSON number `jsonb` refuses: its magnitude or its scale is past what
+/// `numeric` stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberOutOfRange;
+
+/// Checks one JSON number literal (well-formed: `-?int(.frac)?(e±exp)?`)
+/// against PostgreSQL's `numeric` input rules: the decimal exponent of the
+/// first non-zero digit below [`NUMERIC_MAX_INTEGER_DIGITS`], the scale
+/// (digits after the point, minus the exponent) at most
+/// [`NUMERIC_MAX_SCALE`], and the exponent itself below `i32::MAX / 2`.
+pub fn check_number(literal: &[u8]) -> Result<(), NumberOutOfRange> {
+    let s = literal.strip_prefix(b"-").unwrap_or(literal);
+    let (mantissa, exponent) = match s.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(at) => (&s[..at], &s[at + 1..]),
+        None => (s, &b""[..]),
+    };
+    let (int, frac) = match mantissa.iter().position(|&c| c == b'.') {
+        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+        None => (mantissa, &b""[..]),
+    };
+    let negative_exp = exponent.first() == Some(&b'-');
+    let mut exp: i64 = 0;
+    for &c in exponent.iter().filter(|c| c.is_ascii_digit()) {
+        exp = exp * 10 + i64::from(c - b'0');
+        if exp >= NUMERIC_MAX_EXPONENT {
+            return Err(NumberOutOfRange);
+        }
+    }
+    if negative_exp {
+        exp = -exp;
+    }
+    if frac.len() as i64 - exp > NUMERIC_MAX_SCALE {
+        return Err(NumberOutOfRange);
+    }
+    // The decimal exponent of the first non-zero digit (none: zero fits).
+    let leading = match int.iter().position(|&c| c != b'0') {
+        Some(k) => (int.len() - 1 - k) as i64,
+        None => match frac.iter().position(|&c| c != b'0') {
+            Some(j) => -(j as i64) - 1,
+            None => return Ok(()),
+        },
+    };
+    if leading + exp >= NUMERIC_MAX_INTEGER_DIGITS {
+        return Err(NumberOutOfRange);
+    }
+    Ok(())
+}
+
+/// Checks every number of raw JSON text (well-formed) with
+/// [`check_number`], skipping string contents.
+pub fn check_numbers(text: &[u8]) -> Result<(), NumberOutOfRange> {
+    let n = text.len();
+    let mut i = 0;
+    while i < n {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &text[i.min(n)..]) {
+                        None => return Ok(()),
+                        Some(j) if text[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j + 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < n && matches!(text[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                check_number(&text[start..i])?;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::{check_number, check_numbers, NumberOutOfRange};
+
+    /// Each literal with what PostgreSQL 15 answered for `'{"a":…}'::jsonb`
+    /// (tests/storable.rs checks the rule against a live server too).
+    #[test]
+    fn numbers_past_numeric_are_found() {
+        let ok = |s: &str| check_number(s.as_bytes()).is_ok();
+        for fits in [
+            "0",
+            "-0",
+            "1.5",
+            "1e131071",
+            "9.9e131071",
+            "-1e131071",
+            "0.1e131072",
+            "0.01e131073",
+            "0.00001e131076",
+            "1e-16383",
+            "1.5e-16382",
+            "0e999999999",
+            "0e1073741822",
+            "1E+5",
+            "123456789012345678901234567890",
+        ] {
+            assert!(ok(fits), "{fits} fits");
+        }
+        for refused in [
+            "1e131072",
+            "10e131071",
+            "1e200000",
+            "1e-16384",
+            "0e-16384",
+            "0.0e-16383",
+            "1.55e-16382",
+            "0e1073741823",
+            "1e99999999999999999999",
+            "-1e-200000",
+        ] {
+            assert!(!ok(refused), "{refused} is refused");
+        }
+        let digits = format!("1{}", "0".repeat(131_071));
+        assert!(ok(&digits));
+        assert!(!ok(&format!("{digits}0")));
+        let scale = format!("0.{}1", "0".repeat(16_382));
+        assert!(ok(&scale));
+        assert!(!ok(&format!("0.{}1", "0".repeat(16_383))));
+    }
+
+    #[test]
+    fn every_number_of_a_value_is_checked_and_strings_are_skipped() {
+        let check = |s: &str| check_numbers(s.as_bytes());
+        assert_eq!(check(r#"{"a":[1,{"b":2.5e3}],"c":"1e999999"}"#), Ok(()));
+        assert_eq!(check(r#"{"a":[1,{"b":2e999999}]}"#), Err(NumberOutOfRange));
+        assert_eq!(check(r#"["\"1e999999",-1e-99999]"#), Err(NumberOutOfRange));
+        assert_eq!(check(r#"{"1e999999":true}"#), Ok(()));
+        assert_eq!(check("1e200000"), Err(NumberOutOfRange));
+    }
+}

@@ -67,8 +67,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
 
 /// The answer to a connection over the cap, written before closing it.
 fn over_capacity() -> Vec<u8> {
-    let body =
-        r#"{"success":false,"error":"too many open connections; retry later","code":"overloaded"}"#;
+    let body = r#"{"success":false,"error":"too many open connections; retry later","code":"overloaded","details":[]}"#;
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use crate::auth::{KeyCache, KeyInfo};
 use crate::decode::{self, Encoding};
 use crate::idempotency::{self, Claim, InFlight};
-use crate::limits::{ByteBudget, Rate, RateLimiter};
+use crate::limits::{ByteBudget, Lane, Rate, RateLimiter};
 use crate::validate::{self, Rules};
 use crate::{json_response, Error, Result};
 
@@ -120,9 +120,14 @@ where
             result
         }
         (&Method::GET, "/metrics") => {
-            let text = state
+            let mut text = state
                 .metrics
                 .render(&state.writer, state.archive.as_deref());
+            text.push_str(&format!(
+                "# HELP adit_inflight_bytes Bytes of the in-flight budget held by requests being read or processed.\n\
+                 # TYPE adit_inflight_bytes gauge\nadit_inflight_bytes {}\n",
+                state.budget.in_use()
+            ));
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -151,36 +156,67 @@ where
     result.unwrap_or_else(Error::into_response)
 }
 
-/// A control-plane request: authenticated here (collector key or admin
-/// token), answered by [`adit_control`].
+/// The credential an endpoint reads, and the only one it reads: the API
+/// defines one header per endpoint (issue 17 item 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `X-Collector-Key`: upload, command poll, command result, heartbeat.
+    CollectorKey,
+    /// `Authorization: Bearer`: every other endpoint.
+    AdminToken,
+}
+
+/// The credential of `method` on `path` (an `/api/collector/…` path).
+pub fn credential_for(method: &Method, path: &str) -> Credential {
+    let path = path.strip_prefix("/api/collector/").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["upload"])
+        | (&Method::GET, ["commands", "pending"])
+        | (&Method::POST, ["commands", _, "result"])
+        | (&Method::POST, ["heartbeat"]) => Credential::CollectorKey,
+        _ => Credential::AdminToken,
+    }
+}
+
+/// A control-plane request: authenticated here with the credential its
+/// endpoint takes, rate limited per collector key, answered by
+/// [`adit_control`].
 async fn control<B>(req: Request<B>, state: &State) -> Result<Response<Full<Bytes>>>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let received_at = Instant::now();
     let (parts, body) = req.into_parts();
-    let key = match parts.headers.get("x-collector-key") {
-        Some(_) => authenticate(&parts.headers, state).await?,
-        None => {
-            let bearer = parts
-                .headers
-                .get(hyper::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
-                .ok_or(Error::InvalidKey)?;
-            state
-                .keys
-                .lookup(bearer.trim())
-                .await?
-                .ok_or(Error::InvalidKey)?
+    let who = match credential_for(&parts.method, parts.uri.path()) {
+        Credential::CollectorKey => {
+            let (key, site_id) = collector_key(&parts.headers, state).await?;
+            // Heartbeats, polls and results: the key's rate, in a bucket of
+            // their own so they never eat into its uploads.
+            state.rate_limiter.check_lane(
+                key.id,
+                Lane::Control,
+                key_rate(&key, state),
+                received_at,
+            )?;
+            adit_control::Principal::Collector {
+                key_id: key.id,
+                site_id,
+            }
         }
-    };
-    let who = match key.site_id {
-        Some(site_id) => adit_control::Principal::Collector {
-            key_id: key.id,
-            site_id,
-        },
-        None => adit_control::Principal::Admin { key_id: key.id },
+        Credential::AdminToken => {
+            let key = admin_token(&parts.headers, state).await?;
+            match key.site_id {
+                // A collector key as a bearer: the control plane answers
+                // 403 saying an admin token belongs there.
+                Some(site_id) => adit_control::Principal::Collector {
+                    key_id: key.id,
+                    site_id,
+                },
+                None => adit_control::Principal::Admin { key_id: key.id },
+            }
+        }
     };
     let encoding = Encoding::from_header(parts.headers.get(CONTENT_ENCODING))?;
     let content_length = parts
@@ -188,15 +224,18 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut held = state.budget.reservation();
     let raw = tokio::time::timeout(
         state.limits.body_read_timeout,
-        decode::read_body(body, content_length, MAX_CONTROL_BODY),
+        decode::read_body(body, content_length, MAX_CONTROL_BODY, &mut held),
     )
     .await
     .map_err(|_| Error::BodyRead {
         reason: "timed out".into(),
     })??;
     let raw = decode::decompress(raw, encoding, MAX_CONTROL_BODY)?;
+    decode::check_not_compressed(&raw, encoding)?;
+    held.grow(held.bytes() + raw.len())?;
     let method = match parts.method {
         Method::GET => adit_control::Method::Get,
         Method::POST => adit_control::Method::Post,
@@ -240,16 +279,10 @@ where
     let received_at = Instant::now();
     let received_at_micros = chrono::Utc::now().timestamp_micros();
     let (parts, body) = req.into_parts();
-    let key = authenticate(&parts.headers, state).await?;
-    let site_id = key.site_id.ok_or(Error::InvalidKey)?;
-    let rate = match key.uploads_per_s {
-        Some(r) => Rate {
-            per_s: f64::from(r),
-            burst: (2.0 * f64::from(r)).max(1.0),
-        },
-        None => state.limits.rate,
-    };
-    state.rate_limiter.check(key.id, rate, received_at)?;
+    let (key, site_id) = collector_key(&parts.headers, state).await?;
+    state
+        .rate_limiter
+        .check(key.id, key_rate(&key, state), received_at)?;
     let encoding = Encoding::from_header(parts.headers.get(CONTENT_ENCODING))?;
     check_content_type(&parts.headers)?;
     let idem_key = parts
@@ -263,11 +296,12 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limits = &state.limits;
-    // Held until the answer is sent: bounds the memory of uploads in flight.
-    let _wire_bytes = state.budget.reserve(content_length.unwrap_or(0) as usize)?;
+    // Held until the answer is sent: bounds the memory of uploads in
+    // flight, counted as the body is read (chunked bodies too).
+    let mut wire_bytes = state.budget.reservation();
     let compressed = tokio::time::timeout(
         limits.body_read_timeout,
-        decode::read_body(body, content_length, limits.max_body_bytes),
+        decode::read_body(body, content_length, limits.max_body_bytes, &mut wire_bytes),
     )
     .await
     .map_err(|_| Error::BodyRead {
@@ -281,6 +315,7 @@ where
         bytes_in: compressed.len(),
     };
     let raw = decode::decompress(compressed, encoding, limits.max_decompressed_bytes)?;
+    decode::check_not_compressed(&raw, encoding)?;
     // Parsed samples take about twice the JSON they came from.
     let _parsed_bytes = state.budget.reserve(raw.len() * 2)?;
     let body = match idem_key {
@@ -297,26 +332,118 @@ where
     Ok(json_response(StatusCode::OK, body))
 }
 
-async fn authenticate(headers: &HeaderMap, state: &State) -> Result<KeyInfo> {
-    let key = headers
-        .get("x-collector-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or(Error::InvalidKey)?;
-    state
-        .keys
-        .lookup(key.trim())
-        .await?
-        .ok_or(Error::InvalidKey)
+/// The upload rate of `key`: its own, or the server's default.
+fn key_rate(key: &KeyInfo, state: &State) -> Rate {
+    match key.uploads_per_s {
+        Some(r) => Rate {
+            per_s: f64::from(r),
+            burst: (2.0 * f64::from(r)).max(1.0),
+        },
+        None => state.limits.rate,
+    }
 }
 
-/// JSON or unspecified; anything else is refused.
+/// The `Authorization: Bearer` value, if the header has that scheme.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The collector key of `X-Collector-Key` (and only there) and its site.
+/// An admin token there (or as a bearer here) is 403
+/// `admin_token_not_collector_key`; everything else wrong is 401
+/// `invalid_key` saying what is wrong.
+async fn collector_key(headers: &HeaderMap, state: &State) -> Result<(KeyInfo, i32)> {
+    let Some(value) = headers.get("x-collector-key") else {
+        if let Some(token) = bearer(headers) {
+            if let Some(key) = state.keys.lookup(token).await? {
+                if key.is_admin() {
+                    return Err(Error::AdminTokenAsCollectorKey);
+                }
+            }
+            return Err(Error::InvalidKey {
+                reason: "this endpoint reads the collector key from X-Collector-Key, \
+                         not from Authorization",
+            });
+        }
+        return Err(Error::InvalidKey {
+            reason: "missing X-Collector-Key header",
+        });
+    };
+    let key = value.to_str().unwrap_or("").trim();
+    if key.is_empty() {
+        return Err(Error::InvalidKey {
+            reason: "the X-Collector-Key header is empty",
+        });
+    }
+    if !crate::auth::is_well_formed(key) {
+        return Err(Error::InvalidKey {
+            reason: "X-Collector-Key is not shaped like a key (hsc_ and 40 characters)",
+        });
+    }
+    let info = state.keys.lookup(key).await?.ok_or(Error::InvalidKey {
+        reason: "X-Collector-Key matches no active key (unknown or revoked)",
+    })?;
+    match info.site_id {
+        Some(site_id) => Ok((info, site_id)),
+        None => Err(Error::AdminTokenAsCollectorKey),
+    }
+}
+
+/// The key of `Authorization: Bearer` (and only there): an admin token,
+/// or a collector key the control plane then refuses with 403. Without a
+/// bearer, a collector key in X-Collector-Key is still named as such (the
+/// control plane's 403 saying an admin token belongs here), but nothing in
+/// that header ever authenticates an admin request: an admin token there
+/// is a 401.
+async fn admin_token(headers: &HeaderMap, state: &State) -> Result<KeyInfo> {
+    let Some(token) = bearer(headers) else {
+        let sent = headers
+            .get("x-collector-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        if let Some(sent) = sent {
+            if let Some(key) = state.keys.lookup(sent).await? {
+                if !key.is_admin() {
+                    return Ok(key);
+                }
+            }
+            return Err(Error::InvalidKey {
+                reason: "this endpoint takes an admin token in Authorization: Bearer; \
+                         X-Collector-Key is not read as one",
+            });
+        }
+        return Err(Error::InvalidKey {
+            reason: "missing Authorization: Bearer <admin token>",
+        });
+    };
+    if !crate::auth::is_well_formed(token) {
+        return Err(Error::InvalidKey {
+            reason: "the bearer token is not shaped like a token (hsa_ and 40 characters)",
+        });
+    }
+    state.keys.lookup(token).await?.ok_or(Error::InvalidKey {
+        reason: "the bearer token matches no active key (unknown or revoked)",
+    })
+}
+
+/// JSON, unspecified, or curl's default for `-d`/`--data-binary`
+/// (`application/x-www-form-urlencoded`, which a JSON body is not: the
+/// body is then read as JSON and refused as such if it is not);
+/// anything else is refused.
 fn check_content_type(headers: &HeaderMap) -> Result<()> {
     let Some(v) = headers.get(CONTENT_TYPE) else {
         return Ok(());
     };
     let s = v.to_str().unwrap_or("");
     let mime = s.split(';').next().unwrap_or("").trim();
-    if mime.eq_ignore_ascii_case("application/json") || mime.is_empty() {
+    if mime.is_empty()
+        || mime.eq_ignore_ascii_case("application/json")
+        || mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    {
         Ok(())
     } else {
         Err(Error::UnsupportedMediaType(s.to_string()))
@@ -389,7 +516,7 @@ async fn write_once(state: &State, ctx: &Context, raw: &[u8], idem_key: String) 
             }
             Claim::Owner(guard) => guard,
         };
-        let client = state.pool.get().await?;
+        let client = crate::auth::pooled(&state.pool, crate::auth::POOL_WAIT).await?;
         if let Some(stored) = idempotency::lookup(&client, ctx.key.id, &idem_key).await? {
             if same_body(&stored.body_digest) {
                 debug!(
@@ -443,4 +570,64 @@ async fn ready(state: &State) -> Result<Response<Full<Bytes>>> {
             r#"{{"success":true,"data":{{"database":true,"queue_depth":{depth},"queue_capacity":{capacity}}}}}"#
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each endpoint reads one credential: the collector key for upload,
+    /// command poll, command result and heartbeat; the admin token for
+    /// everything else (checked against the routes of adit_control).
+    #[test]
+    fn each_endpoint_takes_the_credential_the_api_defines() {
+        use Credential::{AdminToken, CollectorKey};
+        let cases = [
+            (Method::POST, "/api/collector/upload", CollectorKey),
+            (Method::GET, "/api/collector/commands/pending", CollectorKey),
+            (
+                Method::GET,
+                "/api/collector/commands/pending/",
+                CollectorKey,
+            ),
+            (
+                Method::POST,
+                "/api/collector/commands/17/result",
+                CollectorKey,
+            ),
+            (Method::POST, "/api/collector/heartbeat", CollectorKey),
+            (Method::GET, "/api/collector/heartbeat", AdminToken),
+            (Method::POST, "/api/collector/commands", AdminToken),
+            (Method::POST, "/api/collector/commands/batch", AdminToken),
+            (Method::DELETE, "/api/collector/commands/17", AdminToken),
+            (Method::GET, "/api/collector/commands/history", AdminToken),
+            (Method::GET, "/api/collector/live/1", AdminToken),
+            (Method::GET, "/api/collector/summary/1", AdminToken),
+            (Method::GET, "/api/collector/alerts", AdminToken),
+            (Method::POST, "/api/collector/alerts/3/resolve", AdminToken),
+            (Method::GET, "/api/collector/stats", AdminToken),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(credential_for(&method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn curls_default_content_type_is_taken_and_others_are_refused() {
+        let with = |ct: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(ct));
+            check_content_type(&h)
+        };
+        check_content_type(&HeaderMap::new()).unwrap();
+        with("application/json").unwrap();
+        with("Application/JSON; charset=utf-8").unwrap();
+        with("application/x-www-form-urlencoded").unwrap();
+        let err = with("text/csv").unwrap_err();
+        assert_eq!(err.code(), "unsupported_media_type");
+        assert!(
+            err.to_string().contains("Content-Type: application/json"),
+            "{err}"
+        );
+    }
 }

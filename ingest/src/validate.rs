@@ -619,6 +619,7 @@ impl<'a, 'r> Row<'a, 'r> {
                 match boards(v, r) {
                     Ok(b) => {
                         if b.as_ref().is_some_and(|(_, unknown)| *unknown) {
+                            storable_json(v).map_err(fail)?;
                             self.boards_extra = Some(v);
                         }
                         s.boards = b.map(|(b, _)| b);
@@ -705,13 +706,32 @@ fn check_storable(key: &str, v: &RawValue) -> std::result::Result<(), String> {
     if key.contains('\0') {
         return Err("a member name contains \\u0000, which cannot be stored".into());
     }
-    match crate::json::check_escapes(v.get().as_bytes()) {
-        Ok(()) => Ok(()),
-        Err(crate::json::BadEscape::Nul) => Err("contains \\u0000, which cannot be stored".into()),
+    storable_json(v)
+}
+
+/// JSON text kept as it came for a `jsonb` column (unknown members, a
+/// `boards` array with unknown board members): what PostgreSQL refuses
+/// there is refused here, row by row, so it never reaches the writer's
+/// batch.
+fn storable_json(v: &RawValue) -> std::result::Result<(), String> {
+    let text = v.get().as_bytes();
+    match crate::json::check_escapes(text) {
+        Ok(()) => {}
+        Err(crate::json::BadEscape::Nul) => {
+            return Err("contains \\u0000, which cannot be stored".into())
+        }
         Err(crate::json::BadEscape::Surrogate) => {
-            Err("contains an unpaired UTF-16 surrogate escape".into())
+            return Err("contains an unpaired UTF-16 surrogate escape".into())
         }
     }
+    crate::json::check_numbers(text).map_err(|_| {
+        format!(
+            "contains a number PostgreSQL cannot store (more than {} digits before \
+             or {} after the decimal point)",
+            crate::json::NUMERIC_MAX_INTEGER_DIGITS,
+            crate::json::NUMERIC_MAX_SCALE
+        )
+    })
 }
 
 fn f32c(v: f64) -> f32 {

@@ -178,3 +178,43 @@ fn errors_list_is_capped_but_every_reject_is_kept() {
     assert_eq!(p.summary.errors.len(), MAX_LISTED_ERRORS);
     assert_eq!(p.summary.rejected, 150);
 }
+
+/// What PostgreSQL's `jsonb` refuses in kept JSON (unknown members, a
+/// boards array with unknown board members) rejects the row alone.
+#[test]
+fn json_kept_for_jsonb_is_refused_row_by_row_when_postgres_would_refuse_it() {
+    let p = parse(
+        r#"[{"miner_id":"x1","junk":1e200000},{"miner_id":"x2","online":true},
+            {"miner_id":"x3","vendor":{"v":[1,-2e-20000]}},
+            {"miner_id":"x4","boards":[{"id":0,"psu":9e131072}]},
+            {"miner_id":"x5","boards":[{"id":0,"psu":"\u0000"}]},
+            {"miner_id":"x6","boards":[{"id":0,"\u0000":1}]},
+            {"miner_id":"x7","junk":1e131071,"s":"1e999999","b":[{"id":1,"v":1e-16383}]}]"#,
+    );
+    let fields: Vec<(u32, &str)> = p
+        .rejects
+        .iter()
+        .map(|r| (r.error.index, r.error.field.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (0, "junk"),
+            (2, "vendor"),
+            (3, "boards"),
+            (4, "boards"),
+            (5, "boards")
+        ]
+    );
+    assert!(
+        p.rejects[0]
+            .error
+            .reason
+            .contains("PostgreSQL cannot store"),
+        "{}",
+        p.rejects[0].error.reason
+    );
+    assert!(p.rejects[3].error.reason.contains("\\u0000"));
+    let kept: Vec<&str> = p.samples.iter().map(|s| s.miner_id.as_str()).collect();
+    assert_eq!(kept, ["x2", "x7"]);
+}
