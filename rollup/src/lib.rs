@@ -15,11 +15,13 @@ pub mod schedule;
 
 use std::time::Duration;
 
+use adit_types::pg::DbErrorText;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("database: {0}")]
+    #[error("database: {}", DbErrorText(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error("partition {name} does not follow the <table>_pYYYYMMDD naming")]
     PartitionName { name: String },
