@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_body_digest",
         include_str!("../migrations/0006_body_digest.sql"),
     ),
+    (
+        "0008_rollup_failures_retention",
+        include_str!("../migrations/0008_rollup_failures_retention.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

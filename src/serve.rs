@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use adit_ingest::auth::KeyCache;
 use adit_ingest::idempotency::InFlight;
 use adit_ingest::validate::Rules;
 use adit_ingest::{Limits, State};
+use adit_types::pg::DbErrorText;
 use adit_writer::archive::{Archive, ArchiveConfig, Archiver};
 use adit_writer::{partition, Writer, WriterConfig};
 use anyhow::Context as _;
@@ -143,11 +145,15 @@ pub async fn run(
     let maintenance = tokio::spawn(maintain(client));
     let metrics = adit_ingest::metrics::Metrics::default();
     let rollups = (!config.rollup.interval.is_zero()).then(|| {
-        let lag = metrics.rollup_lag_s.clone();
+        let gauges = RollupGauges {
+            lag_s: metrics.rollup_lag_s.clone(),
+            failed: metrics.rollup_failed.clone(),
+            failing: metrics.rollup_failing.clone(),
+        };
         tokio::spawn(roll_up(
             config.database_url.clone(),
             config.rollup.clone(),
-            lag,
+            gauges,
         ))
     });
 
@@ -225,18 +231,22 @@ async fn maintain(client: tokio_postgres::Client) {
         {
             Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
             Ok(_) => {}
-            Err(e) => warn!(error = %e, "Could not expire idempotency keys."),
+            Err(e) => warn!(error = %DbErrorText(&e), "Could not expire idempotency keys."),
         }
     }
 }
 
+/// Where the rollup worker reports to `/metrics`.
+#[derive(Debug)]
+struct RollupGauges {
+    lag_s: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    failing: Arc<AtomicU64>,
+}
+
 /// The rollup worker and retention, on a schedule, on their own connection
 /// (reopened after failures).
-async fn roll_up(
-    url: String,
-    cfg: adit_rollup::RollupConfig,
-    lag_s: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
+async fn roll_up(url: String, cfg: adit_rollup::RollupConfig, gauges: RollupGauges) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut last_retention: Option<std::time::Instant> = None;
     loop {
@@ -244,7 +254,7 @@ async fn roll_up(
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             client = db::connect(&url)
                 .await
-                .map_err(|e| warn!(error = %e, "Rollup cannot connect."))
+                .map_err(|e| warn!(error = format!("{e:#}"), "Rollup cannot connect."))
                 .ok();
         }
         let Some(c) = client.as_mut() else { continue };
@@ -252,9 +262,15 @@ async fn roll_up(
         let cutoff = now - chrono::Duration::from_std(cfg.grace).unwrap_or_default();
         match adit_rollup::schedule::run_once(c, &cfg, cutoff, now).await {
             Ok(stats) => {
-                lag_s.store(stats.lag.as_secs(), std::sync::atomic::Ordering::Relaxed);
+                gauges.lag_s.store(stats.lag.as_secs(), Ordering::Relaxed);
+                gauges.failed.fetch_add(stats.failed, Ordering::Relaxed);
+                gauges.failing.store(stats.failing, Ordering::Relaxed);
                 if stats.lag > cfg.interval * 2 {
-                    warn!(lag_s = stats.lag.as_secs(), "Rollups are lagging.");
+                    warn!(
+                        lag_s = stats.lag.as_secs(),
+                        failing = stats.failing,
+                        "Rollups are lagging."
+                    );
                 }
             }
             Err(e) => warn!(error = %e, "Rollup run failed; will retry."),

@@ -322,3 +322,196 @@ async fn retention_drops_only_partitions_wholly_past_their_age() {
     }
     srv.stop().await;
 }
+
+/// One sample row for the overflow and failure tests.
+fn counter_row(miner: &str, ts: i64, acc: i64, rej: i64, hw: i64) -> String {
+    format!(
+        r#"{{"miner_id":"{miner}","timestamp":{ts},"online":true,"hashrate_ghs":100.5,
+           "accepted_shares":{acc},"rejected_shares":{rej},"hardware_errors":{hw}}}"#
+    )
+}
+
+/// Issue 17 item 2: counters 0 then i64::MAX used to fail the hour with
+/// `bigint out of range` (sum cast to int8, accepted + rejected in int8).
+/// Increases are now computed in numeric and saturate at i64::MAX.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_near_i64_max_roll_up_without_overflow() {
+    let srv = TestServer::start_with("rollup_max", |c| c.rollup.interval = Duration::ZERO).await;
+    let now = Utc::now();
+    let hour = now.timestamp() / 3600 * 3600 - 3600; // an hour ago, closed
+    let max = i64::MAX;
+    let key = srv.key(51).await;
+    let rows = vec![
+        counter_row("big", hour + 600, 0, 0, 0),
+        counter_row("big", hour + 1200, max, max, max),
+        // A reset after the maximum: MAX + 3 saturates.
+        counter_row("reset", hour + 600, 0, 0, 0),
+        counter_row("reset", hour + 1200, max, 0, 0),
+        counter_row("reset", hour + 1800, 3, 0, 0),
+    ];
+    let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = roll(&srv.db_url, now).await;
+    assert!(stats.hours >= 1 && stats.days >= 1, "{stats:?}");
+    let bucket = DateTime::from_timestamp(hour, 0).unwrap();
+    let miner = |m: &'static str| {
+        let db = &srv.db;
+        async move {
+            let r = db
+                .query_one(
+                    "SELECT accepted_shares, rejected_shares, hardware_errors, reject_rate
+                     FROM miner_telemetry_hourly WHERE site_id = 51 AND miner_id = $1 AND bucket = $2",
+                    &[&m, &bucket],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, i64>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, i64>(2),
+                r.get::<_, Option<f64>>(3),
+            )
+        }
+    };
+    assert_eq!(miner("big").await, (max, max, max, Some(50.0)));
+    assert_eq!(miner("reset").await, (max, 0, 0, Some(0.0)));
+    let site = srv
+        .db
+        .query_one(
+            "SELECT accepted_shares, rejected_shares, reject_rate FROM site_telemetry_hourly
+             WHERE site_id = 51 AND bucket = $1",
+            &[&bucket],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (site.get::<_, i64>(0), site.get::<_, i64>(1)),
+        (max, max),
+        "site sums saturate"
+    );
+    // The rate comes from the exact sums (2·MAX accepted, MAX rejected).
+    let rate = site.get::<_, Option<f64>>(2).unwrap();
+    assert!((rate - 100.0 / 3.0).abs() < 1e-9, "{rate}");
+    let daily: i64 = srv
+        .db
+        .query_one(
+            "SELECT accepted_shares FROM miner_telemetry_daily WHERE site_id = 51 AND miner_id = 'big'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(daily, max);
+    srv.stop().await;
+}
+
+/// Issue 17 item 2: one hour that fails (forced here by a trigger) no
+/// longer blocks the later hours of its site or any other site; it stays
+/// marked with the database's message and SQLSTATE, counts in the lag and
+/// in `failed`, and is retried after a backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hour_does_not_block_later_hours() {
+    let srv = TestServer::start_with("rollup_fail", |c| c.rollup.interval = Duration::ZERO).await;
+    let now = Utc::now();
+    let h = now.timestamp() / 3600 * 3600;
+    let bad = h - 3 * 3600; // the oldest mark
+    let bad_bucket = DateTime::from_timestamp(bad, 0).unwrap();
+    for (site, hours) in [(41, vec![bad, h - 2 * 3600]), (42, vec![bad])] {
+        let key = srv.key(site).await;
+        let rows: Vec<String> = hours
+            .iter()
+            .flat_map(|&t| {
+                [
+                    counter_row("m", t + 600, 10, 1, 0),
+                    counter_row("m", t + 1200, 20, 2, 0),
+                ]
+            })
+            .collect();
+        let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    srv.db
+        .batch_execute(&format!(
+            "CREATE FUNCTION fail_one_hour() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.site_id = 41 AND NEW.bucket = '{}' THEN
+                     RAISE EXCEPTION 'forced rollup failure' USING ERRCODE = 'AD001',
+                         DETAIL = 'a test trigger refuses this hour';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_one_hour BEFORE INSERT ON miner_telemetry_hourly
+                 FOR EACH ROW EXECUTE FUNCTION fail_one_hour();",
+            bad_bucket.to_rfc3339()
+        ))
+        .await
+        .unwrap();
+    let mut client = connect(&srv.db_url).await;
+    let stats = schedule::run_once(&mut client, &config(), now, now)
+        .await
+        .expect("one failing hour does not fail the run");
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    assert_eq!(stats.failing, 1, "{stats:?}");
+    assert!(
+        stats.lag >= Duration::from_secs(2 * 3600),
+        "the failing hour shows in the lag: {stats:?}"
+    );
+    let hourly: Vec<(i32, DateTime<Utc>)> = srv
+        .db
+        .query(
+            "SELECT site_id, bucket FROM miner_telemetry_hourly ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let at = |t: i64| DateTime::from_timestamp(t, 0).unwrap();
+    assert_eq!(
+        hourly,
+        vec![(41, at(h - 2 * 3600)), (42, at(bad))],
+        "later hours of the site and other sites are rolled up"
+    );
+    let mark = srv
+        .db
+        .query_one(
+            "SELECT failures, last_error FROM rollup_dirty_hours WHERE site_id = 41 AND bucket = $1",
+            &[&bad_bucket],
+        )
+        .await
+        .unwrap();
+    assert_eq!(mark.get::<_, i32>(0), 1);
+    let error: String = mark.get(1);
+    assert!(
+        error.contains("forced rollup failure")
+            && error.contains("SQLSTATE AD001")
+            && error.contains("a test trigger refuses this hour"),
+        "{error}"
+    );
+    // Within the backoff the hour waits; the others are done.
+    let again = schedule::run_once(&mut client, &config(), now, now)
+        .await
+        .unwrap();
+    assert_eq!((again.hours, again.failed), (0, 0), "{again:?}");
+    // The cause goes away; after the backoff the hour is retried and done.
+    srv.db
+        .batch_execute("DROP TRIGGER fail_one_hour ON miner_telemetry_hourly")
+        .await
+        .unwrap();
+    let later = now + chrono::Duration::hours(2);
+    let retried = schedule::run_once(&mut client, &config(), now, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        (retried.hours, retried.failed, retried.failing),
+        (1, 0, 0),
+        "{retried:?}"
+    );
+    assert_eq!(
+        srv.count("SELECT count(*) FROM miner_telemetry_hourly WHERE site_id = 41")
+            .await,
+        2
+    );
+    srv.stop().await;
+}

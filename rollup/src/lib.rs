@@ -6,8 +6,9 @@
 //! `miner_telemetry_daily`, which dashboards read instead of raw rows.
 //! [`schedule`] claims dirty hours (advisory locks, so several workers in
 //! several processes share the backlog without double-counting), recomputes
-//! them ([`aggregate`]) and their days. [`retention`] drops whole daily
-//! partitions past their age.
+//! them ([`aggregate`]) and their days; an hour the database refuses is
+//! recorded on its mark and retried after a backoff, never blocking the
+//! others. [`retention`] drops whole daily partitions past their age.
 
 pub mod aggregate;
 pub mod retention;

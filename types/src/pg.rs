@@ -44,4 +44,3 @@ impl fmt::Display for DbErrorText<'_> {
 pub fn describe(e: &tokio_postgres::Error) -> String {
     DbErrorText(e).to_string()
 }
-
