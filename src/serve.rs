@@ -275,21 +275,42 @@ async fn roll_up(url: String, cfg: adit_rollup::RollupConfig, gauges: RollupGaug
             }
             Err(e) => warn!(error = %e, "Rollup run failed; will retry."),
         }
-        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL) {
+        if last_retention.is_none_or(|t| t.elapsed() >= cfg.retention_interval) {
             last_retention = Some(std::time::Instant::now());
-            for (table, days) in &cfg.retention_days {
-                if let Err(e) =
-                    adit_rollup::retention::drop_expired(c, table, *days, now.date_naive()).await
-                {
-                    warn!(table, error = %e, "Retention failed; will retry.");
-                }
-            }
+            retain(c, &cfg, now).await;
         }
     }
 }
 
-/// How often retention looks for expired partitions.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// Drops expired partitions and purges expired rows; failures are logged
+/// and retried at the next pass.
+async fn retain(
+    client: &tokio_postgres::Client,
+    cfg: &adit_rollup::RollupConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    for (table, days) in &cfg.retention_days {
+        if let Err(e) =
+            adit_rollup::retention::drop_expired(client, table, *days, now.date_naive()).await
+        {
+            warn!(table, error = %e, "Retention failed; will retry.");
+        }
+    }
+    for (what, days) in &cfg.purge_days {
+        let purged = adit_rollup::retention::purge(
+            client,
+            *what,
+            *days,
+            now,
+            cfg.purge_batch_rows,
+            cfg.purge_max_batches,
+        )
+        .await;
+        if let Err(e) = purged {
+            warn!(table = what.table(), error = %e, "Purge failed; will retry.");
+        }
+    }
+}
 
 /// Completes on ctrl-c or SIGTERM.
 pub async fn shutdown_signal() {

@@ -8,7 +8,9 @@
 //! several processes share the backlog without double-counting), recomputes
 //! them ([`aggregate`]) and their days; an hour the database refuses is
 //! recorded on its mark and retried after a backoff, never blocking the
-//! others. [`retention`] drops whole daily partitions past their age.
+//! others. [`retention`] drops whole daily partitions past their age and
+//! purges the unpartitioned tables (rejects, resolved events, live rows of
+//! long-gone miners) in bounded batches.
 
 pub mod aggregate;
 pub mod retention;
@@ -17,6 +19,8 @@ pub mod schedule;
 use std::time::Duration;
 
 use adit_types::pg::DbErrorText;
+
+pub use retention::Purged;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -43,6 +47,14 @@ pub struct RollupConfig {
     pub counter_lookback: Duration,
     /// Daily partitions kept per table, by table name.
     pub retention_days: Vec<(&'static str, i32)>,
+    /// Days rows of the unpartitioned tables are kept (see [`Purged`]).
+    pub purge_days: Vec<(Purged, i32)>,
+    /// Rows deleted per statement by a purge, and statements per table per
+    /// retention pass (the rest waits for the next pass).
+    pub purge_batch_rows: i64,
+    pub purge_max_batches: u64,
+    /// How often `adit serve` runs retention.
+    pub retention_interval: Duration,
 }
 
 impl Default for RollupConfig {
@@ -57,6 +69,14 @@ impl Default for RollupConfig {
                 ("upload_log", 7),
                 ("agent_heartbeats", 7),
             ],
+            purge_days: vec![
+                (Purged::Rejects, 7),
+                (Purged::ResolvedEvents, 30),
+                (Purged::MinerLive, 30),
+            ],
+            purge_batch_rows: 5_000,
+            purge_max_batches: 1_000,
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }
