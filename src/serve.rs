@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub rules: Rules,
     pub key_cache_ttl: Duration,
     pub rollup: adit_rollup::RollupConfig,
+    /// How often the partitions ahead and the idempotency store are tended.
+    pub maintenance_interval: Duration,
     pub control: adit_control::ControlConfig,
     /// PEM certificate chain and private key: serve HTTPS when both are set.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
@@ -44,8 +46,8 @@ pub struct ServeConfig {
 /// Daily partitions kept ready around today.
 const PARTITIONS_BACK_DAYS: i32 = 1;
 const PARTITIONS_AHEAD_DAYS: i32 = 3;
-/// How often the partitions ahead and the idempotency store are tended.
-const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+/// Longest wait between attempts to reopen the maintenance connection.
+const RECONNECT_MAX: Duration = Duration::from_secs(60);
 
 impl ServeConfig {
     pub fn new(database_url: impl Into<String>) -> Self {
@@ -62,6 +64,7 @@ impl ServeConfig {
             rules: Rules::default(),
             key_cache_ttl: Duration::from_secs(2),
             rollup: adit_rollup::RollupConfig::default(),
+            maintenance_interval: Duration::from_secs(600),
             tls: None,
             control: adit_control::ControlConfig::default(),
         }
@@ -142,7 +145,11 @@ pub async fn run(
     };
     let mut writer_config = config.writer.clone();
     writer_config.archive = archiver.as_ref().map(|a| a.handle.clone());
-    let maintenance = tokio::spawn(maintain(client));
+    let maintenance = tokio::spawn(maintain(
+        config.database_url.clone(),
+        config.maintenance_interval,
+        client,
+    ));
     let metrics = adit_ingest::metrics::Metrics::default();
     let rollups = (!config.rollup.interval.is_zero()).then(|| {
         let gauges = RollupGauges {
@@ -211,28 +218,68 @@ pub async fn run(
 }
 
 /// Keeps partitions ready ahead of time and forgets idempotency keys older
-/// than a day.
-async fn maintain(client: tokio_postgres::Client) {
+/// than a day, every `interval`, on its own connection; a lost connection
+/// (PostgreSQL restarted, the backend terminated) is reopened, with a
+/// backoff from 1 s to [`RECONNECT_MAX`] while the database stays away.
+async fn maintain(url: String, interval: Duration, client: tokio_postgres::Client) {
+    let mut client = Some(client);
+    let mut attempt: u32 = 0;
     loop {
-        tokio::time::sleep(MAINTENANCE_INTERVAL).await;
-        let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
-        if let Err(e) =
-            partition::ensure_ahead(&client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS)
-                .await
-        {
-            warn!(error = %e, "Could not create partitions ahead.");
+        let wait = if attempt == 0 {
+            interval
+        } else {
+            reconnect_delay(attempt).min(interval)
+        };
+        tokio::time::sleep(wait).await;
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match db::connect(&url).await {
+                Ok(c) => {
+                    info!(attempt, "Maintenance connection reopened.");
+                    client = Some(c);
+                }
+                Err(e) => {
+                    attempt = attempt.saturating_add(1);
+                    warn!(
+                        error = format!("{e:#}"),
+                        attempt, "Maintenance cannot connect; will retry."
+                    );
+                    continue;
+                }
+            }
         }
-        match client
-            .execute(
-                "DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours'",
-                &[],
-            )
-            .await
-        {
-            Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
-            Ok(_) => {}
-            Err(e) => warn!(error = %DbErrorText(&e), "Could not expire idempotency keys."),
-        }
+        let Some(c) = client.as_ref() else { continue };
+        tend(c).await;
+        attempt = if c.is_closed() {
+            attempt.saturating_add(1)
+        } else {
+            0
+        };
+    }
+}
+
+/// The wait before reconnect attempt `attempt` (1, 2, 4 … s, capped).
+fn reconnect_delay(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(16)).min(RECONNECT_MAX)
+}
+
+/// One round of maintenance; failures are logged and tried next round.
+async fn tend(client: &tokio_postgres::Client) {
+    let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
+    if let Err(e) =
+        partition::ensure_ahead(client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await
+    {
+        warn!(error = %e, "Could not create partitions ahead.");
+    }
+    match client
+        .execute(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours'",
+            &[],
+        )
+        .await
+    {
+        Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
+        Ok(_) => {}
+        Err(e) => warn!(error = %DbErrorText(&e), "Could not expire idempotency keys."),
     }
 }
 
@@ -333,4 +380,18 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     info!("Shutdown requested.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_back_off_from_a_second_to_a_minute() {
+        assert_eq!(reconnect_delay(1), Duration::from_secs(1));
+        assert_eq!(reconnect_delay(2), Duration::from_secs(2));
+        assert_eq!(reconnect_delay(6), Duration::from_secs(32));
+        assert_eq!(reconnect_delay(7), RECONNECT_MAX);
+        assert_eq!(reconnect_delay(u32::MAX), RECONNECT_MAX);
+    }
 }
