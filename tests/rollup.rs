@@ -515,3 +515,63 @@ async fn a_failing_hour_does_not_block_later_hours() {
     );
     srv.stop().await;
 }
+
+/// Issue 17 item 2, as `adit serve` runs it: a failing hour shows in
+/// /metrics (failed hours, failing marks, the lag) while the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reports_a_failing_hour_in_metrics() {
+    let srv = TestServer::start_with("rollup_metrics", |c| {
+        c.rollup.interval = Duration::from_millis(100);
+        c.rollup.grace = Duration::ZERO;
+    })
+    .await;
+    srv.db
+        .batch_execute(
+            "CREATE FUNCTION fail_site_61() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.site_id = 61 THEN RAISE EXCEPTION 'forced rollup failure'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_site_61 BEFORE INSERT ON miner_telemetry_hourly
+                 FOR EACH ROW EXECUTE FUNCTION fail_site_61();",
+        )
+        .await
+        .unwrap();
+    let hour = Utc::now().timestamp() / 3600 * 3600 - 3 * 3600;
+    for site in [61, 62] {
+        let key = srv.key(site).await;
+        let rows = [counter_row("m", hour + 60, 1, 0, 0)];
+        let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .parse()
+            .unwrap()
+    };
+    let mut seen = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, _, text) = get(srv.addr, "/metrics").await.unwrap();
+        let failed = metric(&text, "adit_rollup_failed_hours_total");
+        let failing = metric(&text, "adit_rollup_failing_hours");
+        let lag = metric(&text, "adit_rollup_lag_seconds");
+        let done = srv
+            .count("SELECT count(*) FROM miner_telemetry_hourly WHERE site_id = 62")
+            .await;
+        seen = Some((failed, failing, lag, done));
+        if failed >= 1.0 && failing >= 1.0 && done == 1 {
+            break;
+        }
+    }
+    let (failed, failing, lag, done) = seen.unwrap();
+    assert!(failed >= 1.0 && failing >= 1.0, "{seen:?}");
+    assert_eq!(done, 1, "site 62 is rolled up");
+    assert!(
+        lag >= 2.0 * 3600.0,
+        "the failing hour shows in the lag: {seen:?}"
+    );
+    srv.stop().await;
+}
