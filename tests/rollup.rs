@@ -575,3 +575,29 @@ async fn serve_reports_a_failing_hour_in_metrics() {
     );
     srv.stop().await;
 }
+
+/// One run walks past the first page of due marks (200 at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_takes_every_page_of_due_marks() {
+    let srv = TestServer::start_with("rollup_pages", |c| c.rollup.interval = Duration::ZERO).await;
+    let now = Utc::now();
+    srv.db
+        .execute(
+            "INSERT INTO rollup_dirty_hours (site_id, bucket)
+             SELECT s, date_trunc('hour', $1::timestamptz) - make_interval(hours => h)
+             FROM generate_series(70, 72) s, generate_series(2, 151) h",
+            &[&now],
+        )
+        .await
+        .unwrap();
+    let mut client = connect(&srv.db_url).await;
+    let stats = schedule::run_once(&mut client, &config(), now, now)
+        .await
+        .unwrap();
+    assert_eq!((stats.hours, stats.failed), (450, 0), "{stats:?}");
+    assert_eq!(
+        srv.count("SELECT count(*) FROM rollup_dirty_hours").await,
+        0
+    );
+    srv.stop().await;
+}
