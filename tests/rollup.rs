@@ -601,3 +601,66 @@ async fn one_run_takes_every_page_of_due_marks() {
     );
     srv.stop().await;
 }
+
+/// `adit rollup run` (the real binary): counters near i64::MAX roll up;
+/// an hour the database refuses is logged with the database's message and
+/// SQLSTATE, the other hours are done, and the command exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adit_rollup_run_rolls_up_huge_counters_and_names_a_refusal() {
+    let srv = TestServer::start_with("rollup_cli", |c| c.rollup.interval = Duration::ZERO).await;
+    let hour = Utc::now().timestamp() / 3600 * 3600 - 3600;
+    let max = i64::MAX;
+    for site in [81, 82] {
+        let key = srv.key(site).await;
+        let rows = [
+            counter_row("m", hour + 600, 0, 0, 0),
+            counter_row("m", hour + 1200, max, max, 0),
+        ];
+        let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let run = |db_url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
+            .args(["rollup", "run"])
+            .env("DATABASE_URL", db_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("adit runs")
+    };
+    srv.db
+        .batch_execute(
+            "CREATE FUNCTION fail_site_82() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.site_id = 82 THEN
+                     RAISE EXCEPTION 'forced rollup failure' USING ERRCODE = 'AD002';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_site_82 BEFORE INSERT ON miner_telemetry_hourly
+                 FOR EACH ROW EXECUTE FUNCTION fail_site_82();",
+        )
+        .await
+        .unwrap();
+    let out = run(&srv.db_url);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a refused hour fails the command: {stderr}"
+    );
+    assert!(
+        stderr.contains("forced rollup failure (SQLSTATE AD002)"),
+        "the log names the database's message and SQLSTATE: {stderr}"
+    );
+    let bucket = DateTime::from_timestamp(hour, 0).unwrap();
+    let acc: i64 = srv
+        .db
+        .query_one(
+            "SELECT accepted_shares FROM miner_telemetry_hourly WHERE site_id = 81 AND bucket = $1",
+            &[&bucket],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(acc, max, "site 81 is rolled up despite site 82");
+    srv.stop().await;
+}

@@ -338,14 +338,24 @@ async fn failed<K: ToSql + Sync + std::fmt::Display>(
             &[&site_id, key, &retry_at],
         )
         .await?;
-    error!(
-        site_id,
-        %key,
-        failures,
-        retry_in_s = delay.as_secs(),
-        error = %text,
-        "The database refused a rollup; it is retried later and the others go on."
-    );
+    match kind {
+        Kind::Hour => error!(
+            site_id,
+            bucket = %key,
+            failures,
+            retry_in_s = delay.as_secs(),
+            error = %text,
+            "The database refused to roll up an hour; it is retried later, the others go on."
+        ),
+        Kind::Day => error!(
+            site_id,
+            day = %key,
+            failures,
+            retry_in_s = delay.as_secs(),
+            error = %text,
+            "The database refused to roll up a day; it is retried later, the others go on."
+        ),
+    }
     Ok(())
 }
 
