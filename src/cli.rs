@@ -171,6 +171,15 @@ pub struct RollupArgs {
     /// Days of upload log kept.
     #[arg(long, env = "ADIT_RETENTION_UPLOAD_LOG_DAYS", default_value_t = 7, help_heading = ROLLUPS)]
     pub retention_upload_log_days: i32,
+    /// Days rejected rows (`ingest_rejects`) are kept.
+    #[arg(long, env = "ADIT_RETENTION_REJECTS_DAYS", default_value_t = 7, help_heading = ROLLUPS)]
+    pub retention_rejects_days: i32,
+    /// Days a resolved event is kept after it was resolved.
+    #[arg(long, env = "ADIT_RETENTION_RESOLVED_EVENTS_DAYS", default_value_t = 30, help_heading = ROLLUPS)]
+    pub retention_resolved_events_days: i32,
+    /// Days the live row (`miner_live`) of a miner that stopped reporting is kept.
+    #[arg(long, env = "ADIT_RETENTION_MINER_LIVE_DAYS", default_value_t = 30, help_heading = ROLLUPS)]
+    pub retention_miner_live_days: i32,
 }
 
 impl RollupArgs {
@@ -182,6 +191,17 @@ impl RollupArgs {
                 ("miner_telemetry", self.retention_telemetry_days),
                 ("upload_log", self.retention_upload_log_days),
                 ("agent_heartbeats", self.retention_heartbeat_days),
+            ],
+            purge_days: vec![
+                (adit_rollup::Purged::Rejects, self.retention_rejects_days),
+                (
+                    adit_rollup::Purged::ResolvedEvents,
+                    self.retention_resolved_events_days,
+                ),
+                (
+                    adit_rollup::Purged::MinerLive,
+                    self.retention_miner_live_days,
+                ),
             ],
             ..Default::default()
         }

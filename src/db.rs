@@ -1,23 +1,34 @@
 //! Database connections for the control side (migrations, keys, lookups).
 
+use adit_types::pg::DbErrorText;
 use anyhow::Context as _;
 use tokio_postgres::{Client, NoTls};
 
 /// One connection, in UTC, with its driver task spawned.
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.with_context(|| {
-        "cannot connect to PostgreSQL at DATABASE_URL (for a private cluster run `make run`, \
-         or `scripts/pg.sh start` and use `scripts/pg.sh url`)"
-    })?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(db_error)
+        .with_context(|| {
+            "cannot connect to PostgreSQL at DATABASE_URL (for a private cluster run `make run`, \
+             or `scripts/pg.sh start` and use `scripts/pg.sh url`)"
+        })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "Connection closed.");
+            tracing::debug!(error = %DbErrorText(&e), "Connection closed.");
         }
     });
     client
         .batch_execute("SET TIME ZONE 'UTC'; SET client_min_messages = warning")
-        .await?;
+        .await
+        .map_err(db_error)?;
     Ok(client)
+}
+
+/// A database error as an `anyhow::Error` whose text is what the database
+/// said, with its SQLSTATE (the driver's own text is just "db error").
+pub fn db_error(e: tokio_postgres::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", DbErrorText(&e))
 }
 
 /// A pool of up to `size` connections, opened on demand.

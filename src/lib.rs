@@ -75,6 +75,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 stats.days,
                 stats.lag.as_secs()
             );
+            if stats.failed > 0 {
+                anyhow::bail!(
+                    "the database refused {} hour(s) or day(s), logged above; they stay marked \
+                     (rollup_dirty_hours.last_error) and are retried after a backoff",
+                    stats.failed
+                );
+            }
             Ok(())
         }
     }

@@ -32,8 +32,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0006_body_digest.sql"),
     ),
     (
-        "0010_key_prefix",
-        include_str!("../migrations/0010_key_prefix.sql"),
+        "0008_rollup_failures_retention",
+        include_str!("../migrations/0008_rollup_failures_retention.sql"),
+    ),
+    (
+        "0009_key_prefix",
+        include_str!("../migrations/0009_key_prefix.sql"),
     ),
 ];
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use adit_ingest::auth::KeyCache;
 use adit_ingest::idempotency::InFlight;
 use adit_ingest::validate::Rules;
 use adit_ingest::{Limits, State};
+use adit_types::pg::DbErrorText;
 use adit_writer::archive::{Archive, ArchiveConfig, Archiver};
 use adit_writer::{partition, Writer, WriterConfig};
 use anyhow::Context as _;
@@ -34,6 +36,8 @@ pub struct ServeConfig {
     pub rules: Rules,
     pub key_cache_ttl: Duration,
     pub rollup: adit_rollup::RollupConfig,
+    /// How often the partitions ahead and the idempotency store are tended.
+    pub maintenance_interval: Duration,
     pub control: adit_control::ControlConfig,
     /// PEM certificate chain and private key: serve HTTPS when both are set.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
@@ -42,8 +46,8 @@ pub struct ServeConfig {
 /// Daily partitions kept ready around today.
 const PARTITIONS_BACK_DAYS: i32 = 1;
 const PARTITIONS_AHEAD_DAYS: i32 = 3;
-/// How often the partitions ahead and the idempotency store are tended.
-const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+/// Longest wait between attempts to reopen the maintenance connection.
+const RECONNECT_MAX: Duration = Duration::from_secs(60);
 
 impl ServeConfig {
     pub fn new(database_url: impl Into<String>) -> Self {
@@ -60,6 +64,7 @@ impl ServeConfig {
             rules: Rules::default(),
             key_cache_ttl: Duration::from_secs(2),
             rollup: adit_rollup::RollupConfig::default(),
+            maintenance_interval: Duration::from_secs(600),
             tls: None,
             control: adit_control::ControlConfig::default(),
         }
@@ -140,14 +145,22 @@ pub async fn run(
     };
     let mut writer_config = config.writer.clone();
     writer_config.archive = archiver.as_ref().map(|a| a.handle.clone());
-    let maintenance = tokio::spawn(maintain(client));
+    let maintenance = tokio::spawn(maintain(
+        config.database_url.clone(),
+        config.maintenance_interval,
+        client,
+    ));
     let metrics = adit_ingest::metrics::Metrics::default();
     let rollups = (!config.rollup.interval.is_zero()).then(|| {
-        let lag = metrics.rollup_lag_s.clone();
+        let gauges = RollupGauges {
+            lag_s: metrics.rollup_lag_s.clone(),
+            failed: metrics.rollup_failed.clone(),
+            failing: metrics.rollup_failing.clone(),
+        };
         tokio::spawn(roll_up(
             config.database_url.clone(),
             config.rollup.clone(),
-            lag,
+            gauges,
         ))
     });
 
@@ -205,38 +218,82 @@ pub async fn run(
 }
 
 /// Keeps partitions ready ahead of time and forgets idempotency keys older
-/// than a day.
-async fn maintain(client: tokio_postgres::Client) {
+/// than a day, every `interval`, on its own connection; a lost connection
+/// (PostgreSQL restarted, the backend terminated) is reopened, with a
+/// backoff from 1 s to [`RECONNECT_MAX`] while the database stays away.
+async fn maintain(url: String, interval: Duration, client: tokio_postgres::Client) {
+    let mut client = Some(client);
+    let mut attempt: u32 = 0;
     loop {
-        tokio::time::sleep(MAINTENANCE_INTERVAL).await;
-        let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
-        if let Err(e) =
-            partition::ensure_ahead(&client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS)
-                .await
-        {
-            warn!(error = %e, "Could not create partitions ahead.");
+        let wait = if attempt == 0 {
+            interval
+        } else {
+            reconnect_delay(attempt).min(interval)
+        };
+        tokio::time::sleep(wait).await;
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match db::connect(&url).await {
+                Ok(c) => {
+                    info!(attempt, "Maintenance connection reopened.");
+                    client = Some(c);
+                }
+                Err(e) => {
+                    attempt = attempt.saturating_add(1);
+                    warn!(
+                        error = format!("{e:#}"),
+                        attempt, "Maintenance cannot connect; will retry."
+                    );
+                    continue;
+                }
+            }
         }
-        match client
-            .execute(
-                "DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours'",
-                &[],
-            )
-            .await
-        {
-            Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "Could not expire idempotency keys."),
-        }
+        let Some(c) = client.as_ref() else { continue };
+        tend(c).await;
+        attempt = if c.is_closed() {
+            attempt.saturating_add(1)
+        } else {
+            0
+        };
     }
+}
+
+/// The wait before reconnect attempt `attempt` (1, 2, 4 … s, capped).
+fn reconnect_delay(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(16)).min(RECONNECT_MAX)
+}
+
+/// One round of maintenance; failures are logged and tried next round.
+async fn tend(client: &tokio_postgres::Client) {
+    let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
+    if let Err(e) =
+        partition::ensure_ahead(client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await
+    {
+        warn!(error = %e, "Could not create partitions ahead.");
+    }
+    match client
+        .execute(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours'",
+            &[],
+        )
+        .await
+    {
+        Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
+        Ok(_) => {}
+        Err(e) => warn!(error = %DbErrorText(&e), "Could not expire idempotency keys."),
+    }
+}
+
+/// Where the rollup worker reports to `/metrics`.
+#[derive(Debug)]
+struct RollupGauges {
+    lag_s: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    failing: Arc<AtomicU64>,
 }
 
 /// The rollup worker and retention, on a schedule, on their own connection
 /// (reopened after failures).
-async fn roll_up(
-    url: String,
-    cfg: adit_rollup::RollupConfig,
-    lag_s: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
+async fn roll_up(url: String, cfg: adit_rollup::RollupConfig, gauges: RollupGauges) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut last_retention: Option<std::time::Instant> = None;
     loop {
@@ -244,7 +301,7 @@ async fn roll_up(
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             client = db::connect(&url)
                 .await
-                .map_err(|e| warn!(error = %e, "Rollup cannot connect."))
+                .map_err(|e| warn!(error = format!("{e:#}"), "Rollup cannot connect."))
                 .ok();
         }
         let Some(c) = client.as_mut() else { continue };
@@ -252,28 +309,55 @@ async fn roll_up(
         let cutoff = now - chrono::Duration::from_std(cfg.grace).unwrap_or_default();
         match adit_rollup::schedule::run_once(c, &cfg, cutoff, now).await {
             Ok(stats) => {
-                lag_s.store(stats.lag.as_secs(), std::sync::atomic::Ordering::Relaxed);
+                gauges.lag_s.store(stats.lag.as_secs(), Ordering::Relaxed);
+                gauges.failed.fetch_add(stats.failed, Ordering::Relaxed);
+                gauges.failing.store(stats.failing, Ordering::Relaxed);
                 if stats.lag > cfg.interval * 2 {
-                    warn!(lag_s = stats.lag.as_secs(), "Rollups are lagging.");
+                    warn!(
+                        lag_s = stats.lag.as_secs(),
+                        failing = stats.failing,
+                        "Rollups are lagging."
+                    );
                 }
             }
             Err(e) => warn!(error = %e, "Rollup run failed; will retry."),
         }
-        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL) {
+        if last_retention.is_none_or(|t| t.elapsed() >= cfg.retention_interval) {
             last_retention = Some(std::time::Instant::now());
-            for (table, days) in &cfg.retention_days {
-                if let Err(e) =
-                    adit_rollup::retention::drop_expired(c, table, *days, now.date_naive()).await
-                {
-                    warn!(table, error = %e, "Retention failed; will retry.");
-                }
-            }
+            retain(c, &cfg, now).await;
         }
     }
 }
 
-/// How often retention looks for expired partitions.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// Drops expired partitions and purges expired rows; failures are logged
+/// and retried at the next pass.
+async fn retain(
+    client: &tokio_postgres::Client,
+    cfg: &adit_rollup::RollupConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    for (table, days) in &cfg.retention_days {
+        if let Err(e) =
+            adit_rollup::retention::drop_expired(client, table, *days, now.date_naive()).await
+        {
+            warn!(table, error = %e, "Retention failed; will retry.");
+        }
+    }
+    for (what, days) in &cfg.purge_days {
+        let purged = adit_rollup::retention::purge(
+            client,
+            *what,
+            *days,
+            now,
+            cfg.purge_batch_rows,
+            cfg.purge_max_batches,
+        )
+        .await;
+        if let Err(e) = purged {
+            warn!(table = what.table(), error = %e, "Purge failed; will retry.");
+        }
+    }
+}
 
 /// Completes on ctrl-c or SIGTERM.
 pub async fn shutdown_signal() {
@@ -296,4 +380,18 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     info!("Shutdown requested.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_back_off_from_a_second_to_a_minute() {
+        assert_eq!(reconnect_delay(1), Duration::from_secs(1));
+        assert_eq!(reconnect_delay(2), Duration::from_secs(2));
+        assert_eq!(reconnect_delay(6), Duration::from_secs(32));
+        assert_eq!(reconnect_delay(7), RECONNECT_MAX);
+        assert_eq!(reconnect_delay(u32::MAX), RECONNECT_MAX);
+    }
 }

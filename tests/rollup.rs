@@ -322,3 +322,345 @@ async fn retention_drops_only_partitions_wholly_past_their_age() {
     }
     srv.stop().await;
 }
+
+/// One sample row for the overflow and failure tests.
+fn counter_row(miner: &str, ts: i64, acc: i64, rej: i64, hw: i64) -> String {
+    format!(
+        r#"{{"miner_id":"{miner}","timestamp":{ts},"online":true,"hashrate_ghs":100.5,
+           "accepted_shares":{acc},"rejected_shares":{rej},"hardware_errors":{hw}}}"#
+    )
+}
+
+/// Issue 17 item 2: counters 0 then i64::MAX used to fail the hour with
+/// `bigint out of range` (sum cast to int8, accepted + rejected in int8).
+/// Increases are now computed in numeric and saturate at i64::MAX.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_near_i64_max_roll_up_without_overflow() {
+    let srv = TestServer::start_with("rollup_max", |c| c.rollup.interval = Duration::ZERO).await;
+    let now = Utc::now();
+    let hour = now.timestamp() / 3600 * 3600 - 3600; // an hour ago, closed
+    let max = i64::MAX;
+    let key = srv.key(51).await;
+    let rows = vec![
+        counter_row("big", hour + 600, 0, 0, 0),
+        counter_row("big", hour + 1200, max, max, max),
+        // A reset after the maximum: MAX + 3 saturates.
+        counter_row("reset", hour + 600, 0, 0, 0),
+        counter_row("reset", hour + 1200, max, 0, 0),
+        counter_row("reset", hour + 1800, 3, 0, 0),
+    ];
+    let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = roll(&srv.db_url, now).await;
+    assert!(stats.hours >= 1 && stats.days >= 1, "{stats:?}");
+    let bucket = DateTime::from_timestamp(hour, 0).unwrap();
+    let miner = |m: &'static str| {
+        let db = &srv.db;
+        async move {
+            let r = db
+                .query_one(
+                    "SELECT accepted_shares, rejected_shares, hardware_errors, reject_rate
+                     FROM miner_telemetry_hourly WHERE site_id = 51 AND miner_id = $1 AND bucket = $2",
+                    &[&m, &bucket],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, i64>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, i64>(2),
+                r.get::<_, Option<f64>>(3),
+            )
+        }
+    };
+    assert_eq!(miner("big").await, (max, max, max, Some(50.0)));
+    assert_eq!(miner("reset").await, (max, 0, 0, Some(0.0)));
+    let site = srv
+        .db
+        .query_one(
+            "SELECT accepted_shares, rejected_shares, reject_rate FROM site_telemetry_hourly
+             WHERE site_id = 51 AND bucket = $1",
+            &[&bucket],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (site.get::<_, i64>(0), site.get::<_, i64>(1)),
+        (max, max),
+        "site sums saturate"
+    );
+    // The rate comes from the exact sums (2·MAX accepted, MAX rejected).
+    let rate = site.get::<_, Option<f64>>(2).unwrap();
+    assert!((rate - 100.0 / 3.0).abs() < 1e-9, "{rate}");
+    let daily: i64 = srv
+        .db
+        .query_one(
+            "SELECT accepted_shares FROM miner_telemetry_daily WHERE site_id = 51 AND miner_id = 'big'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(daily, max);
+    srv.stop().await;
+}
+
+/// Issue 17 item 2: one hour that fails (forced here by a trigger) no
+/// longer blocks the later hours of its site or any other site; it stays
+/// marked with the database's message and SQLSTATE, counts in the lag and
+/// in `failed`, and is retried after a backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hour_does_not_block_later_hours() {
+    let srv = TestServer::start_with("rollup_fail", |c| c.rollup.interval = Duration::ZERO).await;
+    let now = Utc::now();
+    let h = now.timestamp() / 3600 * 3600;
+    let bad = h - 3 * 3600; // the oldest mark
+    let bad_bucket = DateTime::from_timestamp(bad, 0).unwrap();
+    for (site, hours) in [(41, vec![bad, h - 2 * 3600]), (42, vec![bad])] {
+        let key = srv.key(site).await;
+        let rows: Vec<String> = hours
+            .iter()
+            .flat_map(|&t| {
+                [
+                    counter_row("m", t + 600, 10, 1, 0),
+                    counter_row("m", t + 1200, 20, 2, 0),
+                ]
+            })
+            .collect();
+        let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    srv.db
+        .batch_execute(&format!(
+            "CREATE FUNCTION fail_one_hour() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.site_id = 41 AND NEW.bucket = '{}' THEN
+                     RAISE EXCEPTION 'forced rollup failure' USING ERRCODE = 'AD001',
+                         DETAIL = 'a test trigger refuses this hour';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_one_hour BEFORE INSERT ON miner_telemetry_hourly
+                 FOR EACH ROW EXECUTE FUNCTION fail_one_hour();",
+            bad_bucket.to_rfc3339()
+        ))
+        .await
+        .unwrap();
+    let mut client = connect(&srv.db_url).await;
+    let stats = schedule::run_once(&mut client, &config(), now, now)
+        .await
+        .expect("one failing hour does not fail the run");
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    assert_eq!(stats.failing, 1, "{stats:?}");
+    assert!(
+        stats.lag >= Duration::from_secs(2 * 3600),
+        "the failing hour shows in the lag: {stats:?}"
+    );
+    let hourly: Vec<(i32, DateTime<Utc>)> = srv
+        .db
+        .query(
+            "SELECT site_id, bucket FROM miner_telemetry_hourly ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let at = |t: i64| DateTime::from_timestamp(t, 0).unwrap();
+    assert_eq!(
+        hourly,
+        vec![(41, at(h - 2 * 3600)), (42, at(bad))],
+        "later hours of the site and other sites are rolled up"
+    );
+    let mark = srv
+        .db
+        .query_one(
+            "SELECT failures, last_error FROM rollup_dirty_hours WHERE site_id = 41 AND bucket = $1",
+            &[&bad_bucket],
+        )
+        .await
+        .unwrap();
+    assert_eq!(mark.get::<_, i32>(0), 1);
+    let error: String = mark.get(1);
+    assert!(
+        error.contains("forced rollup failure")
+            && error.contains("SQLSTATE AD001")
+            && error.contains("a test trigger refuses this hour"),
+        "{error}"
+    );
+    // Within the backoff the hour waits; the others are done.
+    let again = schedule::run_once(&mut client, &config(), now, now)
+        .await
+        .unwrap();
+    assert_eq!((again.hours, again.failed), (0, 0), "{again:?}");
+    // The cause goes away; after the backoff the hour is retried and done.
+    srv.db
+        .batch_execute("DROP TRIGGER fail_one_hour ON miner_telemetry_hourly")
+        .await
+        .unwrap();
+    let later = now + chrono::Duration::hours(2);
+    let retried = schedule::run_once(&mut client, &config(), now, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        (retried.hours, retried.failed, retried.failing),
+        (1, 0, 0),
+        "{retried:?}"
+    );
+    assert_eq!(
+        srv.count("SELECT count(*) FROM miner_telemetry_hourly WHERE site_id = 41")
+            .await,
+        2
+    );
+    srv.stop().await;
+}
+
+/// Issue 17 item 2, as `adit serve` runs it: a failing hour shows in
+/// /metrics (failed hours, failing marks, the lag) while the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reports_a_failing_hour_in_metrics() {
+    let srv = TestServer::start_with("rollup_metrics", |c| {
+        c.rollup.interval = Duration::from_millis(100);
+        c.rollup.grace = Duration::ZERO;
+    })
+    .await;
+    srv.db
+        .batch_execute(
+            "CREATE FUNCTION fail_site_61() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.site_id = 61 THEN RAISE EXCEPTION 'forced rollup failure'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_site_61 BEFORE INSERT ON miner_telemetry_hourly
+                 FOR EACH ROW EXECUTE FUNCTION fail_site_61();",
+        )
+        .await
+        .unwrap();
+    let hour = Utc::now().timestamp() / 3600 * 3600 - 3 * 3600;
+    for site in [61, 62] {
+        let key = srv.key(site).await;
+        let rows = [counter_row("m", hour + 60, 1, 0, 0)];
+        let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .parse()
+            .unwrap()
+    };
+    let mut seen = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, _, text) = get(srv.addr, "/metrics").await.unwrap();
+        let failed = metric(&text, "adit_rollup_failed_hours_total");
+        let failing = metric(&text, "adit_rollup_failing_hours");
+        let lag = metric(&text, "adit_rollup_lag_seconds");
+        let done = srv
+            .count("SELECT count(*) FROM miner_telemetry_hourly WHERE site_id = 62")
+            .await;
+        seen = Some((failed, failing, lag, done));
+        if failed >= 1.0 && failing >= 1.0 && done == 1 {
+            break;
+        }
+    }
+    let (failed, failing, lag, done) = seen.unwrap();
+    assert!(failed >= 1.0 && failing >= 1.0, "{seen:?}");
+    assert_eq!(done, 1, "site 62 is rolled up");
+    assert!(
+        lag >= 2.0 * 3600.0,
+        "the failing hour shows in the lag: {seen:?}"
+    );
+    srv.stop().await;
+}
+
+/// One run walks past the first page of due marks (200 at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_takes_every_page_of_due_marks() {
+    let srv = TestServer::start_with("rollup_pages", |c| c.rollup.interval = Duration::ZERO).await;
+    let now = Utc::now();
+    srv.db
+        .execute(
+            "INSERT INTO rollup_dirty_hours (site_id, bucket)
+             SELECT s, date_trunc('hour', $1::timestamptz) - make_interval(hours => h)
+             FROM generate_series(70, 72) s, generate_series(2, 151) h",
+            &[&now],
+        )
+        .await
+        .unwrap();
+    let mut client = connect(&srv.db_url).await;
+    let stats = schedule::run_once(&mut client, &config(), now, now)
+        .await
+        .unwrap();
+    assert_eq!((stats.hours, stats.failed), (450, 0), "{stats:?}");
+    assert_eq!(
+        srv.count("SELECT count(*) FROM rollup_dirty_hours").await,
+        0
+    );
+    srv.stop().await;
+}
+
+/// `adit rollup run` (the real binary): counters near i64::MAX roll up;
+/// an hour the database refuses is logged with the database's message and
+/// SQLSTATE, the other hours are done, and the command exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adit_rollup_run_rolls_up_huge_counters_and_names_a_refusal() {
+    let srv = TestServer::start_with("rollup_cli", |c| c.rollup.interval = Duration::ZERO).await;
+    let hour = Utc::now().timestamp() / 3600 * 3600 - 3600;
+    let max = i64::MAX;
+    for site in [81, 82] {
+        let key = srv.key(site).await;
+        let rows = [
+            counter_row("m", hour + 600, 0, 0, 0),
+            counter_row("m", hour + 1200, max, max, 0),
+        ];
+        let (status, _, body) = upload(srv.addr, &key, &array(&rows), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let run = |db_url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
+            .args(["rollup", "run"])
+            .env("DATABASE_URL", db_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("adit runs")
+    };
+    srv.db
+        .batch_execute(
+            "CREATE FUNCTION fail_site_82() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.site_id = 82 THEN
+                     RAISE EXCEPTION 'forced rollup failure' USING ERRCODE = 'AD002';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER fail_site_82 BEFORE INSERT ON miner_telemetry_hourly
+                 FOR EACH ROW EXECUTE FUNCTION fail_site_82();",
+        )
+        .await
+        .unwrap();
+    let out = run(&srv.db_url);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a refused hour fails the command: {stderr}"
+    );
+    assert!(
+        stderr.contains("forced rollup failure (SQLSTATE AD002)"),
+        "the log names the database's message and SQLSTATE: {stderr}"
+    );
+    let bucket = DateTime::from_timestamp(hour, 0).unwrap();
+    let acc: i64 = srv
+        .db
+        .query_one(
+            "SELECT accepted_shares FROM miner_telemetry_hourly WHERE site_id = 81 AND bucket = $1",
+            &[&bucket],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(acc, max, "site 81 is rolled up despite site 82");
+    srv.stop().await;
+}

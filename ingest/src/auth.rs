@@ -95,7 +95,7 @@ pub struct KeyRow {
     pub id: i32,
     pub site_id: Option<i32>,
     pub name: Option<String>,
-    /// The key's first characters; `None` for keys made before 0010.
+    /// The key's first characters; `None` for keys made before migration 0009.
     pub key_prefix: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,

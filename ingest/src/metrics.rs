@@ -33,6 +33,10 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Age of the oldest closed hour not rolled up yet, set by the rollup worker.
     pub rollup_lag_s: Arc<AtomicU64>,
+    /// Hours and days the database refused to roll up (counter), and the
+    /// marks waiting for a retry after failing (gauge); set by the rollup worker.
+    pub rollup_failed: Arc<AtomicU64>,
+    pub rollup_failing: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -221,6 +225,18 @@ impl Metrics {
             "gauge",
             "Age of the oldest closed hour not rolled up yet.",
             &one(get(&self.rollup_lag_s)),
+        );
+        metric(
+            "adit_rollup_failed_hours_total",
+            "counter",
+            "Rollups of an hour or a day the database refused (each is retried later).",
+            &one(get(&self.rollup_failed)),
+        );
+        metric(
+            "adit_rollup_failing_hours",
+            "gauge",
+            "Hours and days whose rollup failed and waits for a retry.",
+            &one(get(&self.rollup_failing)),
         );
         out
     }

@@ -6,8 +6,11 @@
 //! `miner_telemetry_daily`, which dashboards read instead of raw rows.
 //! [`schedule`] claims dirty hours (advisory locks, so several workers in
 //! several processes share the backlog without double-counting), recomputes
-//! them ([`aggregate`]) and their days. [`retention`] drops whole daily
-//! partitions past their age.
+//! them ([`aggregate`]) and their days; an hour the database refuses is
+//! recorded on its mark and retried after a backoff, never blocking the
+//! others. [`retention`] drops whole daily partitions past their age and
+//! purges the unpartitioned tables (rejects, resolved events, live rows of
+//! long-gone miners) in bounded batches.
 
 pub mod aggregate;
 pub mod retention;
@@ -15,11 +18,15 @@ pub mod schedule;
 
 use std::time::Duration;
 
+use adit_types::pg::DbErrorText;
+
+pub use retention::Purged;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("database: {0}")]
+    #[error("database: {}", DbErrorText(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error("partition {name} does not follow the <table>_pYYYYMMDD naming")]
     PartitionName { name: String },
@@ -40,6 +47,14 @@ pub struct RollupConfig {
     pub counter_lookback: Duration,
     /// Daily partitions kept per table, by table name.
     pub retention_days: Vec<(&'static str, i32)>,
+    /// Days rows of the unpartitioned tables are kept (see [`Purged`]).
+    pub purge_days: Vec<(Purged, i32)>,
+    /// Rows deleted per statement by a purge, and statements per table per
+    /// retention pass (the rest waits for the next pass).
+    pub purge_batch_rows: i64,
+    pub purge_max_batches: u64,
+    /// How often `adit serve` runs retention.
+    pub retention_interval: Duration,
 }
 
 impl Default for RollupConfig {
@@ -54,6 +69,14 @@ impl Default for RollupConfig {
                 ("upload_log", 7),
                 ("agent_heartbeats", 7),
             ],
+            purge_days: vec![
+                (Purged::Rejects, 7),
+                (Purged::ResolvedEvents, 30),
+                (Purged::MinerLive, 30),
+            ],
+            purge_batch_rows: 5_000,
+            purge_max_batches: 1_000,
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }

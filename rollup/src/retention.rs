@@ -3,13 +3,162 @@
 //! Partitions are detached CONCURRENTLY (no lock that blocks inserts into
 //! other partitions) under a short lock_timeout, then dropped; a drop that
 //! cannot get its lock is retried at the next round.
+//!
+//! Tables that are not partitioned ([`Purged`]) lose their old rows in
+//! batches instead: each DELETE takes at most `batch_rows` rows in its own
+//! short transaction, under the same lock timeout, and one pass runs at
+//! most `max_batches` of them per table (the rest waits for the next pass),
+//! so a purge never holds a long lock or a long transaction.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::Result;
+
+/// An unpartitioned table whose rows expire, and the time they expire by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purged {
+    /// `ingest_rejects`, by `received_at`.
+    Rejects,
+    /// `events` that are resolved, by `resolved_at` (open and acknowledged
+    /// events stay however old).
+    ResolvedEvents,
+    /// `miner_live` rows not written for the age (`updated_at`): miners
+    /// long gone.
+    MinerLive,
+}
+
+impl Purged {
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Rejects => "ingest_rejects",
+            Self::ResolvedEvents => "events",
+            Self::MinerLive => "miner_live",
+        }
+    }
+}
+
+/// What one purge of one table did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeStats {
+    pub rows: u64,
+    /// DELETE statements run.
+    pub batches: u64,
+}
+
+/// Deletes the rows of `what` older than `keep_days` days at `now`, at most
+/// `batch_rows` per statement and `max_batches` statements.
+pub async fn purge(
+    client: &Client,
+    what: Purged,
+    keep_days: i32,
+    now: DateTime<Utc>,
+    batch_rows: i64,
+    max_batches: u64,
+) -> Result<PurgeStats> {
+    let cutoff = now - chrono::Duration::days(i64::from(keep_days.max(0)));
+    let batch_rows = batch_rows.max(1);
+    let mut stats = PurgeStats::default();
+    client.batch_execute("SET lock_timeout = '2s'").await?;
+    let result = purge_batches(client, what, cutoff, batch_rows, max_batches, &mut stats).await;
+    client.batch_execute("RESET lock_timeout").await?;
+    match result {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            warn!(
+                table = what.table(),
+                "Rows busy; the purge goes on next round."
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if stats.rows > 0 {
+        info!(
+            table = what.table(),
+            rows = stats.rows,
+            batches = stats.batches,
+            keep_days,
+            "Purged expired rows."
+        );
+    }
+    Ok(stats)
+}
+
+async fn purge_batches(
+    client: &Client,
+    what: Purged,
+    cutoff: DateTime<Utc>,
+    batch_rows: i64,
+    max_batches: u64,
+    stats: &mut PurgeStats,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    // miner_live walks its primary key from where the last batch stopped.
+    let mut after: (i32, String) = (i32::MIN, String::new());
+    while stats.batches < max_batches {
+        let deleted = match what {
+            // Append-only rows: their ctid is stable.
+            Purged::Rejects => {
+                client
+                    .execute(
+                        "DELETE FROM ingest_rejects WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM ingest_rejects WHERE received_at < $1 LIMIT $2))",
+                        &[&cutoff, &batch_rows],
+                    )
+                    .await?
+            }
+            Purged::ResolvedEvents => {
+                client
+                    .execute(
+                        "DELETE FROM events WHERE id IN (
+                         SELECT id FROM events
+                         WHERE status = 'resolved' AND resolved_at < $1 LIMIT $2)
+                       AND status = 'resolved' AND resolved_at < $1",
+                        &[&cutoff, &batch_rows],
+                    )
+                    .await?
+            }
+            // The condition is repeated on the deleted row: a miner whose
+            // row was rewritten meanwhile is back and stays.
+            Purged::MinerLive => {
+                let rows = client
+                    .query(
+                        "WITH doomed AS (
+                             SELECT site_id, miner_id FROM miner_live
+                             WHERE (site_id, miner_id) > ($2, $3) AND updated_at < $1
+                             ORDER BY site_id, miner_id LIMIT $4),
+                         deleted AS (
+                             DELETE FROM miner_live m USING doomed d
+                             WHERE m.site_id = d.site_id AND m.miner_id = d.miner_id
+                               AND m.updated_at < $1
+                             RETURNING m.site_id)
+                         SELECT (SELECT count(*) FROM deleted),
+                                (SELECT count(*) FROM doomed),
+                                (SELECT site_id FROM doomed ORDER BY site_id DESC, miner_id DESC LIMIT 1),
+                                (SELECT miner_id FROM doomed ORDER BY site_id DESC, miner_id DESC LIMIT 1)",
+                        &[&cutoff, &after.0, &after.1, &batch_rows],
+                    )
+                    .await?;
+                let row = &rows[0];
+                let (deleted, seen): (i64, i64) = (row.get(0), row.get(1));
+                stats.batches += 1;
+                stats.rows += deleted as u64;
+                if seen < batch_rows {
+                    return Ok(());
+                }
+                after = (row.get(2), row.get(3));
+                continue;
+            }
+        };
+        stats.batches += 1;
+        stats.rows += deleted;
+        if deleted < batch_rows as u64 {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
 
 /// The day a partition named `<table>_pYYYYMMDD` holds.
 pub fn partition_day(table: &str, name: &str) -> Option<NaiveDate> {

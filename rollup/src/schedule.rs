@@ -6,18 +6,29 @@
 //! version is the one the worker started from (rows that landed meanwhile
 //! leave it for the next round). Ingest never waits on a rollup: marks are
 //! not row-locked while aggregates are computed.
+//!
+//! One run walks the due marks once, oldest first. An hour (or day) the
+//! database refuses is rolled back, logged with the database's own words,
+//! and recorded on its mark (`failures`, `last_error`, `retry_at`): the run
+//! goes on with the next mark, and the failed one is tried again after a
+//! backoff ([`retry_delay`]). It keeps counting in the lag meanwhile. Only a
+//! lost connection ends a run early.
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
-use crate::{aggregate, Result, RollupConfig};
+use crate::{aggregate, Error, Result, RollupConfig};
 
 /// Dirty hours or days fetched per look at the queue.
 const CLAIM_BATCH: i64 = 200;
 const HOUR_SECS: i64 = 3600;
+/// First retry of a failed mark, and the longest wait between retries.
+const RETRY_FIRST: Duration = Duration::from_secs(60);
+const RETRY_MAX: Duration = Duration::from_secs(3600);
 
 /// What one run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +37,11 @@ pub struct RunStats {
     pub days: u64,
     /// Work skipped because another worker held it.
     pub busy: u64,
+    /// Hours and days the database refused in this run (they stay marked
+    /// and are retried after a backoff).
+    pub failed: u64,
+    /// Marks of hours and days waiting for a retry after failing.
+    pub failing: u64,
     /// Age of the oldest closed hour still waiting (zero when none).
     pub lag: Duration,
 }
@@ -40,8 +56,47 @@ fn day_lock(site_id: i32, day: NaiveDate) -> i64 {
     (i64::from(site_id) << 32) | 0x8000_0000 | days
 }
 
+/// How long a mark that failed `failures` times in a row waits before the
+/// next try: one minute, doubling, at most an hour.
+pub fn retry_delay(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(factor).min(RETRY_MAX)
+}
+
+/// What claiming one mark came to.
+enum Claimed {
+    Done,
+    /// Another worker holds it.
+    Busy,
+    /// Another worker finished it since we listed it.
+    Gone,
+}
+
+/// Where a mark lives: the hour or day table, its key column and lock.
+#[derive(Clone, Copy)]
+enum Kind {
+    Hour,
+    Day,
+}
+
+impl Kind {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Hour => "rollup_dirty_hours",
+            Self::Day => "rollup_dirty_days",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Self::Hour => "bucket",
+            Self::Day => "day",
+        }
+    }
+}
+
 /// Rolls up every dirty hour that ended at or before `cutoff`, then every
-/// dirty day. `now` measures the lag.
+/// dirty day. `now` measures the lag and decides which failed marks are due
+/// for a retry.
 pub async fn run_once(
     client: &mut Client,
     cfg: &RollupConfig,
@@ -51,109 +106,80 @@ pub async fn run_once(
     let mut stats = RunStats::default();
     let last_due = cutoff - chrono::Duration::hours(1);
     let expected = cfg.expected_samples_per_hour();
+    let mut after: Option<(DateTime<Utc>, i32)> = None;
     loop {
+        let (b, s) = after.unzip();
         let due = client
             .query(
-                "SELECT site_id, bucket, version FROM rollup_dirty_hours WHERE bucket <= $1 \
+                "SELECT site_id, bucket, version FROM rollup_dirty_hours
+                 WHERE bucket <= $1 AND (retry_at IS NULL OR retry_at <= $3)
+                   AND ($4::timestamptz IS NULL OR (bucket, site_id) > ($4, $5))
                  ORDER BY bucket, site_id LIMIT $2",
-                &[&last_due, &CLAIM_BATCH],
+                &[&last_due, &CLAIM_BATCH, &now, &b, &s],
             )
             .await?;
-        let mut done = 0;
         for row in &due {
             let (site_id, bucket, version): (i32, DateTime<Utc>, i64) =
                 (row.get(0), row.get(1), row.get(2));
-            let tx = client.transaction().await?;
-            let locked: bool = tx
-                .query_one(
-                    "SELECT pg_try_advisory_xact_lock($1)",
-                    &[&hour_lock(site_id, bucket)],
-                )
-                .await?
-                .get(0);
-            let still_dirty = locked
-                && tx
-                    .query_opt(
-                        "SELECT 1 FROM rollup_dirty_hours WHERE site_id = $1 AND bucket = $2",
-                        &[&site_id, &bucket],
-                    )
-                    .await?
-                    .is_some();
-            if !still_dirty {
-                stats.busy += u64::from(!locked);
-                continue; // dropping the transaction rolls it back
+            after = Some((bucket, site_id));
+            let result = roll_hour(client, cfg, expected, site_id, bucket, version).await;
+            match result {
+                Ok(Claimed::Done) => {
+                    debug!(site_id, %bucket, "Rolled up an hour.");
+                    stats.hours += 1;
+                }
+                Ok(Claimed::Busy) => stats.busy += 1,
+                Ok(Claimed::Gone) => {}
+                Err(e) => {
+                    failed(client, Kind::Hour, site_id, &bucket, now, e).await?;
+                    stats.failed += 1;
+                }
             }
-            let miners =
-                aggregate::hour(&tx, site_id, bucket, expected, cfg.counter_lookback).await?;
-            tx.execute(
-                "INSERT INTO rollup_dirty_days (site_id, day) VALUES ($1, ($2 AT TIME ZONE 'UTC')::date) \
-                 ON CONFLICT (site_id, day) DO UPDATE SET version = rollup_dirty_days.version + 1",
-                &[&site_id, &bucket],
-            )
-            .await?;
-            let deleted = tx
-                .execute(
-                    "DELETE FROM rollup_dirty_hours WHERE site_id = $1 AND bucket = $2 AND version = $3",
-                    &[&site_id, &bucket, &version],
-                )
-                .await?;
-            tx.commit().await?;
-            debug!(site_id, %bucket, miners, "Rolled up an hour.");
-            stats.hours += 1;
-            // A mark re-versioned meanwhile stays for the next pass; a pass
-            // that clears nothing ends the loop.
-            done += deleted;
         }
-        if done == 0 {
+        if (due.len() as i64) < CLAIM_BATCH {
             break;
         }
     }
+    let mut after: Option<(NaiveDate, i32)> = None;
     loop {
+        let (d, s) = after.unzip();
         let due = client
             .query(
-                "SELECT site_id, day, version FROM rollup_dirty_days ORDER BY day, site_id LIMIT $1",
-                &[&CLAIM_BATCH],
+                "SELECT site_id, day, version FROM rollup_dirty_days
+                 WHERE (retry_at IS NULL OR retry_at <= $2)
+                   AND ($3::date IS NULL OR (day, site_id) > ($3, $4))
+                 ORDER BY day, site_id LIMIT $1",
+                &[&CLAIM_BATCH, &now, &d, &s],
             )
             .await?;
-        let mut done = 0;
         for row in &due {
             let (site_id, day, version): (i32, NaiveDate, i64) =
                 (row.get(0), row.get(1), row.get(2));
-            let tx = client.transaction().await?;
-            let locked: bool = tx
-                .query_one(
-                    "SELECT pg_try_advisory_xact_lock($1)",
-                    &[&day_lock(site_id, day)],
-                )
-                .await?
-                .get(0);
-            if !locked {
-                stats.busy += 1;
-                continue;
+            after = Some((day, site_id));
+            match roll_day(client, expected, site_id, day, version).await {
+                Ok(Claimed::Done) => stats.days += 1,
+                Ok(Claimed::Busy) => stats.busy += 1,
+                Ok(Claimed::Gone) => {}
+                Err(e) => {
+                    failed(client, Kind::Day, site_id, &day, now, e).await?;
+                    stats.failed += 1;
+                }
             }
-            let midnight = day.and_time(NaiveTime::MIN).and_utc();
-            aggregate::day(&tx, site_id, midnight, expected).await?;
-            let deleted = tx
-                .execute(
-                    "DELETE FROM rollup_dirty_days WHERE site_id = $1 AND day = $2 AND version = $3",
-                    &[&site_id, &day, &version],
-                )
-                .await?;
-            tx.commit().await?;
-            stats.days += 1;
-            done += deleted;
         }
-        if done == 0 {
+        if (due.len() as i64) < CLAIM_BATCH {
             break;
         }
     }
-    let oldest: Option<DateTime<Utc>> = client
+    let row = client
         .query_one(
-            "SELECT min(bucket) FROM rollup_dirty_hours WHERE bucket <= $1",
+            "SELECT (SELECT min(bucket) FROM rollup_dirty_hours WHERE bucket <= $1),
+                    (SELECT count(*) FROM rollup_dirty_hours WHERE failures > 0)
+                  + (SELECT count(*) FROM rollup_dirty_days WHERE failures > 0)",
             &[&last_due],
         )
-        .await?
-        .get(0);
+        .await?;
+    let oldest: Option<DateTime<Utc>> = row.get(0);
+    stats.failing = row.get::<_, i64>(1) as u64;
     stats.lag = oldest
         .map(|b| {
             (now - (b + chrono::Duration::hours(1)))
@@ -161,16 +187,176 @@ pub async fn run_once(
                 .unwrap_or_default()
         })
         .unwrap_or_default();
-    if stats.hours > 0 || stats.days > 0 {
+    if stats.hours > 0 || stats.days > 0 || stats.failed > 0 {
         info!(
             hours = stats.hours,
             days = stats.days,
             busy = stats.busy,
+            failed = stats.failed,
+            failing = stats.failing,
             lag_s = stats.lag.as_secs(),
             "Rolled up."
         );
     }
     Ok(stats)
+}
+
+/// Recomputes one dirty hour in its own transaction.
+async fn roll_hour(
+    client: &mut Client,
+    cfg: &RollupConfig,
+    expected: f64,
+    site_id: i32,
+    bucket: DateTime<Utc>,
+    version: i64,
+) -> Result<Claimed> {
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1)",
+            &[&hour_lock(site_id, bucket)],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(Claimed::Busy); // dropping the transaction rolls it back
+    }
+    let still_dirty = tx
+        .query_opt(
+            "SELECT 1 FROM rollup_dirty_hours WHERE site_id = $1 AND bucket = $2",
+            &[&site_id, &bucket],
+        )
+        .await?
+        .is_some();
+    if !still_dirty {
+        return Ok(Claimed::Gone);
+    }
+    aggregate::hour(&tx, site_id, bucket, expected, cfg.counter_lookback).await?;
+    tx.execute(
+        "INSERT INTO rollup_dirty_days (site_id, day) VALUES ($1, ($2 AT TIME ZONE 'UTC')::date) \
+         ON CONFLICT (site_id, day) DO UPDATE SET version = rollup_dirty_days.version + 1",
+        &[&site_id, &bucket],
+    )
+    .await?;
+    finish(&tx, Kind::Hour, site_id, &bucket, version).await?;
+    tx.commit().await?;
+    Ok(Claimed::Done)
+}
+
+/// Recomputes one dirty day from its hourly rows in its own transaction.
+async fn roll_day(
+    client: &mut Client,
+    expected: f64,
+    site_id: i32,
+    day: NaiveDate,
+    version: i64,
+) -> Result<Claimed> {
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1)",
+            &[&day_lock(site_id, day)],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(Claimed::Busy);
+    }
+    let midnight = day.and_time(NaiveTime::MIN).and_utc();
+    aggregate::day(&tx, site_id, midnight, expected).await?;
+    finish(&tx, Kind::Day, site_id, &day, version).await?;
+    tx.commit().await?;
+    Ok(Claimed::Done)
+}
+
+/// Deletes a computed mark if it is still the version computed from;
+/// otherwise (new rows landed meanwhile) it stays for the next round, with
+/// its failure record cleared.
+async fn finish(
+    tx: &tokio_postgres::Transaction<'_>,
+    kind: Kind,
+    site_id: i32,
+    key: &(dyn ToSql + Sync),
+    version: i64,
+) -> Result<()> {
+    let (table, col) = (kind.table(), kind.key());
+    let deleted = tx
+        .execute(
+            &format!("DELETE FROM {table} WHERE site_id = $1 AND {col} = $2 AND version = $3"),
+            &[&site_id, key, &version],
+        )
+        .await?;
+    if deleted == 0 {
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET failures = 0, retry_at = NULL, last_error = NULL \
+                 WHERE site_id = $1 AND {col} = $2 AND failures > 0"
+            ),
+            &[&site_id, key],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Records a refused mark: logs the database's words and sets the mark's
+/// next try. A lost connection is not the mark's fault: it ends the run.
+async fn failed<K: ToSql + Sync + std::fmt::Display>(
+    client: &Client,
+    kind: Kind,
+    site_id: i32,
+    key: &K,
+    now: DateTime<Utc>,
+    e: Error,
+) -> Result<()> {
+    if client.is_closed() {
+        return Err(e);
+    }
+    let (table, col) = (kind.table(), kind.key());
+    let text = match &e {
+        Error::Database(db) => adit_types::pg::describe(db),
+        other => other.to_string(),
+    };
+    let Some(row) = client
+        .query_opt(
+            &format!(
+                "UPDATE {table} SET failures = failures + 1, last_error = $3 \
+                 WHERE site_id = $1 AND {col} = $2 RETURNING failures"
+            ),
+            &[&site_id, key, &text],
+        )
+        .await?
+    else {
+        return Ok(()); // another worker has done it since
+    };
+    let failures: i32 = row.get(0);
+    let delay = retry_delay(failures.max(1) as u32);
+    let retry_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+    client
+        .execute(
+            &format!("UPDATE {table} SET retry_at = $3 WHERE site_id = $1 AND {col} = $2"),
+            &[&site_id, key, &retry_at],
+        )
+        .await?;
+    match kind {
+        Kind::Hour => error!(
+            site_id,
+            bucket = %key,
+            failures,
+            retry_in_s = delay.as_secs(),
+            error = %text,
+            "The database refused to roll up an hour; it is retried later, the others go on."
+        ),
+        Kind::Day => error!(
+            site_id,
+            day = %key,
+            failures,
+            retry_in_s = delay.as_secs(),
+            error = %text,
+            "The database refused to roll up a day; it is retried later, the others go on."
+        ),
+    }
+    Ok(())
 }
 
 /// Marks every hour with raw rows in `[from, to)` (and each next hour)
@@ -209,5 +395,15 @@ mod tests {
         assert_ne!(hour_lock(1, t), day_lock(1, d));
         assert_ne!(day_lock(1, d), day_lock(1, d.succ_opt().unwrap()));
         assert!(hour_lock(1, t) != 0x6164_6974, "never the migration lock");
+    }
+
+    #[test]
+    fn failed_marks_back_off_from_a_minute_to_an_hour() {
+        assert_eq!(retry_delay(1), Duration::from_secs(60));
+        assert_eq!(retry_delay(2), Duration::from_secs(120));
+        assert_eq!(retry_delay(6), Duration::from_secs(1920));
+        assert_eq!(retry_delay(7), Duration::from_secs(3600));
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(3600));
+        assert_eq!(retry_delay(0), Duration::from_secs(60));
     }
 }

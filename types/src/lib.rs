@@ -6,6 +6,8 @@
 //! upload with an [`UploadSummary`]. Nothing past this crate parses JSON: the
 //! unknown fields of a sample travel as one verbatim JSON object text.
 
+pub mod pg;
+
 use std::fmt::Write as _;
 
 /// A sample's text field. Up to 24 bytes (miner ids, addresses, models,

@@ -3,7 +3,8 @@
 //! with the last reading before it — in `rollup_dirty_hours`. Marks of
 //! hours still open are remembered after commit and not written again (the
 //! rollup never computes an open hour), so steady ingest costs one mark per
-//! site per hour; a late row always writes its mark.
+//! site per hour; a late row always writes its mark, also when this writer
+//! remembers that hour from before it closed.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -24,8 +25,19 @@ pub struct DirtyMarks {
 
 impl DirtyMarks {
     /// The marks `uploads` need, sorted (so concurrent writers lock them in
-    /// the same order), minus open hours already marked.
+    /// the same order), minus hours still open now that are already marked.
     pub fn wanted(&self, uploads: &[&Upload]) -> Vec<Mark> {
+        self.wanted_at(uploads, Utc::now().timestamp_micros())
+    }
+
+    /// [`DirtyMarks::wanted`] at `now_micros`. A remembered mark counts only
+    /// while its hour is open at `now_micros`: the cache is pruned only
+    /// after a commit, so a writer idle across an hour's end still holds the
+    /// closed hour's mark, which the rollup may have computed and deleted
+    /// since — a late row of that hour must write it again.
+    pub fn wanted_at(&self, uploads: &[&Upload], now_micros: i64) -> Vec<Mark> {
+        let cached =
+            |m: &Mark| m.1 + MICROS_PER_HOUR > now_micros && self.committed_open.contains(m);
         let mut marks = BTreeSet::new();
         for u in uploads {
             let mut last = None;
@@ -36,7 +48,7 @@ impl DirtyMarks {
                 }
                 last = Some(hour);
                 for h in [hour, hour + MICROS_PER_HOUR] {
-                    if !self.committed_open.contains(&(u.site_id, h)) {
+                    if !cached(&(u.site_id, h)) {
                         marks.insert((u.site_id, h));
                     }
                 }
@@ -124,16 +136,52 @@ mod tests {
         let now = 10 * h + 30; // hour 10 is open
         let mut d = DirtyMarks::default();
         let current = upload(1, &[10 * h]);
-        let marks = d.wanted(&[&current]);
+        let marks = d.wanted_at(&[&current], now);
         d.committed(&marks, now);
-        assert!(d.wanted(&[&current]).is_empty(), "open hour already marked");
+        assert!(
+            d.wanted_at(&[&current], now).is_empty(),
+            "open hour already marked"
+        );
         let late = upload(1, &[9 * h]);
         assert_eq!(
-            d.wanted(&[&late]),
+            d.wanted_at(&[&late], now),
             vec![(1, 9 * h)],
             "hour 9 closed: marked again; 10 cached"
         );
         d.committed(&[], 11 * h + 1); // hour 10 closed
-        assert_eq!(d.wanted(&[&current]), vec![(1, 10 * h)]);
+        assert_eq!(d.wanted_at(&[&current], 11 * h + 1), vec![(1, 10 * h)]);
+    }
+
+    /// Issue 17 item 11: a writer that committed a mark of an open hour and
+    /// then stayed idle past that hour's end must mark a late row of it (the
+    /// rollup may have computed and deleted the mark meanwhile).
+    #[test]
+    fn a_writer_idle_across_the_hour_end_marks_late_rows() {
+        let h = MICROS_PER_HOUR;
+        let now = Utc::now().timestamp_micros();
+        let previous = (now.div_euclid(h) - 1) * h;
+        let mut d = DirtyMarks::default();
+        let row = upload(1, &[previous + 5]);
+        // Committed while the previous hour was still open ...
+        d.committed(&d.wanted(&[&row]), previous + 30);
+        // ... and no flush since: a late row of that hour arrives now.
+        assert!(
+            d.wanted(&[&row]).contains(&(1, previous)),
+            "the closed hour is marked again"
+        );
+    }
+
+    #[test]
+    fn remembered_marks_count_only_while_their_hour_is_open() {
+        let h = MICROS_PER_HOUR;
+        let mut d = DirtyMarks::default();
+        let row = upload(1, &[10 * h + 5]);
+        let marks = d.wanted_at(&[&row], 10 * h + 30);
+        d.committed(&marks, 10 * h + 30);
+        assert!(d.wanted_at(&[&row], 11 * h - 1).is_empty(), "hour 10 open");
+        // Idle until hour 10 has closed: its late row is marked again; hour
+        // 11 (marked with it) is still open and remembered.
+        assert_eq!(d.wanted_at(&[&row], 11 * h), vec![(1, 10 * h)]);
+        assert_eq!(d.wanted_at(&[&row], 12 * h), vec![(1, 10 * h), (1, 11 * h)]);
     }
 }

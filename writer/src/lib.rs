@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use adit_types::pg::DbErrorText;
 use adit_types::{Reject, Sample, UploadSummary};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{oneshot, Notify};
@@ -37,9 +38,9 @@ pub enum Error {
     QueueFull { capacity: usize },
     #[error("the writer is shutting down")]
     ShuttingDown,
-    #[error("database: {0}")]
+    #[error("database: {}", DbErrorText(.0))]
     Database(#[from] tokio_postgres::Error),
-    #[error("database unavailable: {source}")]
+    #[error("database unavailable: {}", DbErrorText(.source.as_ref()))]
     Unavailable { source: Arc<tokio_postgres::Error> },
     #[error("COPY into {table} wrote {written} rows, expected {expected}")]
     CopyCount {
