@@ -42,6 +42,17 @@ async fn database_errors_show_the_message_and_sqlstate() {
     let e = client.query_one("SELECT 1/0", &[]).await.unwrap_err();
     let rollup = adit_rollup::Error::from(e).to_string();
     assert_eq!(rollup, "database: division by zero (SQLSTATE 22012)");
+    let e = client.query_one("SELECT 1/0", &[]).await.unwrap_err();
+    let control = adit_control::ControlError::from(e).to_string();
+    assert!(
+        control.ends_with("division by zero (SQLSTATE 22012)"),
+        "{control}"
+    );
+    let e = client.query_one("SELECT 1/0", &[]).await.unwrap_err();
+    let adit_ingest::Error::DatabaseUnavailable { reason } = adit_ingest::Error::from(e) else {
+        panic!("a database error is DatabaseUnavailable")
+    };
+    assert_eq!(reason, "division by zero (SQLSTATE 22012)");
 }
 
 #[tokio::test]

@@ -250,5 +250,18 @@ async fn rows_past_the_cap_are_stored_and_live_state_stays_bounded() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.count(live).await, 50);
     assert_eq!(server.count(open).await, 50);
+    // /metrics tells the operator: 50 tracked, 1,950 samples untracked.
+    let (_, _, metrics) = common::get(server.addr, "/metrics").await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("adit_live_miners"), 50.0);
+    assert_eq!(value("adit_live_untracked_samples_total"), 1950.0);
+    assert_eq!(value("adit_live_evicted_miners_total"), 0.0);
     server.stop().await;
 }

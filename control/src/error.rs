@@ -32,7 +32,9 @@ pub enum ControlError {
     Forbidden { reason: String },
     #[error("{reason}")]
     Conflict { reason: String },
-    #[error("database unavailable; retry later")]
+    /// The database's own words (message and SQLSTATE) go to the log,
+    /// never to the client (see [`ControlError::into_reply`]).
+    #[error("database unavailable: {reason}")]
     Database { reason: String },
 }
 
@@ -71,6 +73,14 @@ impl ControlError {
         }
     }
 
+    /// What the client reads: a database failure is not described to it.
+    fn client_message(&self) -> String {
+        match self {
+            Self::Database { .. } => "database unavailable; retry later".into(),
+            _ => self.to_string(),
+        }
+    }
+
     pub fn into_reply(self) -> Reply {
         if let Self::Database { reason } = &self {
             tracing::error!(%reason, "Control-plane request failed.");
@@ -88,7 +98,7 @@ impl ControlError {
             self.status(),
             false,
             &[
-                ("error", Value::String(self.to_string())),
+                ("error", Value::String(self.client_message())),
                 ("code", Value::String(self.code().into())),
                 ("details", details),
             ],
@@ -99,7 +109,7 @@ impl ControlError {
 impl From<tokio_postgres::Error> for ControlError {
     fn from(e: tokio_postgres::Error) -> Self {
         Self::Database {
-            reason: e.to_string(),
+            reason: adit_types::pg::describe(&e),
         }
     }
 }
@@ -107,7 +117,10 @@ impl From<tokio_postgres::Error> for ControlError {
 impl From<deadpool_postgres::PoolError> for ControlError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Database {
-            reason: e.to_string(),
+            reason: match &e {
+                deadpool_postgres::PoolError::Backend(db) => adit_types::pg::describe(db),
+                _ => e.to_string(),
+            },
         }
     }
 }

@@ -146,7 +146,11 @@ impl Error {
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(code = self.code(), error = %self, "Request failed.");
+            let database = match &self {
+                Self::DatabaseUnavailable { reason } => reason.as_str(),
+                _ => "",
+            };
+            tracing::error!(code = self.code(), error = %self, database, "Request failed.");
         } else {
             tracing::warn!(code = self.code(), error = %self, "Request refused.");
         }
@@ -190,7 +194,7 @@ impl From<adit_writer::Error> for Error {
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         Self::DatabaseUnavailable {
-            reason: e.to_string(),
+            reason: adit_types::pg::describe(&e),
         }
     }
 }
@@ -198,7 +202,10 @@ impl From<tokio_postgres::Error> for Error {
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::DatabaseUnavailable {
-            reason: e.to_string(),
+            reason: match &e {
+                deadpool_postgres::PoolError::Backend(db) => adit_types::pg::describe(db),
+                _ => e.to_string(),
+            },
         }
     }
 }

@@ -241,3 +241,35 @@ impl Metrics {
         out
     }
 }
+
+/// The control plane's live-state counters: how many miners are tracked,
+/// how many samples went untracked past a site's cap, how many silent
+/// miners were evicted.
+pub fn render_live(out: &mut String, live: &adit_control::live::LiveStats) {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    for (name, kind, help, v) in [
+        (
+            "adit_live_miners",
+            "gauge",
+            "Miners tracked in live state now.",
+            get(&live.miners),
+        ),
+        (
+            "adit_live_untracked_samples_total",
+            "counter",
+            "Samples of miners past their site's live-state cap: stored, not tracked live.",
+            get(&live.untracked_samples),
+        ),
+        (
+            "adit_live_evicted_miners_total",
+            "counter",
+            "Miners that left live state after being silent for --live-evict-after.",
+            get(&live.evicted_miners),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+}

@@ -128,6 +128,7 @@ where
                  # TYPE adit_inflight_bytes gauge\nadit_inflight_bytes {}\n",
                 state.budget.in_use()
             ));
+            crate::metrics::render_live(&mut text, state.control.live.stats());
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
