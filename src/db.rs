@@ -31,6 +31,14 @@ pub fn db_error(e: tokio_postgres::Error) -> anyhow::Error {
     anyhow::anyhow!("{}", DbErrorText(&e))
 }
 
+/// How long a request waits for a pooled connection before it is answered
+/// 503 (the front door's key lookups wait less, `auth::POOL_WAIT`): a pool
+/// exhausted by a flood never queues requests without limit.
+pub const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opening a new pooled connection may take this long on a loaded machine.
+const POOL_CONNECT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A pool of up to `size` connections, opened on demand.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
     let config: tokio_postgres::Config = url.parse().context("DATABASE_URL is not a valid URL")?;
@@ -43,5 +51,8 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
     );
     Ok(deadpool_postgres::Pool::builder(manager)
         .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_CONNECT))
         .build()?)
 }

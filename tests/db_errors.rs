@@ -68,3 +68,22 @@ async fn connection_failures_show_their_cause() {
         "{text}"
     );
 }
+
+/// Issue 17 item 13 (the control plane's side): a request that finds the
+/// pool exhausted is refused after `db::POOL_WAIT` (503 from the control
+/// plane) instead of queueing without limit.
+#[tokio::test]
+async fn an_exhausted_pool_refuses_instead_of_queueing_forever() {
+    let db = fresh_database("pool_wait").await;
+    let pool = adit::db::pool(&db, 1).unwrap();
+    let held = pool.get().await.unwrap();
+    let waited = tokio::time::timeout(adit::db::POOL_WAIT * 4, pool.get()).await;
+    let Ok(Err(e)) = waited else {
+        panic!("a second connection from a pool of one was neither refused nor given")
+    };
+    assert!(matches!(e, deadpool_postgres::PoolError::Timeout(_)), "{e}");
+    let control = adit_control::ControlError::from(e);
+    assert_eq!(control.status(), 503);
+    drop(held);
+    assert!(pool.get().await.is_ok(), "the pool serves again once freed");
+}
