@@ -207,10 +207,11 @@ async fn write_with_retry(
     let archive_batch = shared.config.archive.as_ref().map(|_| batch_id);
     let mut attempt = 0u32;
     let mut commit_unknown = false;
+    let upload_ids: Vec<i64> = uploads.iter().map(|u| u.upload_id).collect();
     loop {
         let result = async {
             let client = conn.get().await?;
-            if commit_unknown && flush::was_committed(client, uploads[0].upload_id).await? {
+            if commit_unknown && flush::was_committed(client, &upload_ids).await? {
                 info!(
                     uploads = uploads.len(),
                     "A batch whose COMMIT answer was lost had landed."
