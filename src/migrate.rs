@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_body_digest",
         include_str!("../migrations/0006_body_digest.sql"),
     ),
+    (
+        "0007_archive_writer_pid",
+        include_str!("../migrations/0007_archive_writer_pid.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).
