@@ -501,3 +501,35 @@ async fn the_orphan_sweep_keeps_a_file_staged_while_it_lists() {
     every_row_in_exactly_one_file(&db, &dir).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two backfills of a window that has no file yet (rows written with the
+/// archive off) at the same time, as two operators or an operator and a
+/// second node would: the window is archived once. Compactions of a window
+/// take turns; the second rewrites the first's file instead of adding one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_backfills_at_once_archive_a_window_once() {
+    let (db_url, db) = migrated("twobackfills").await;
+    let (dir, url) = temp_archive("twobackfills");
+    let writer = Writer::spawn(WriterConfig::test_config(db_url.clone()));
+    let ack = writer.handle.submit(upload(11, "b", 2_000)).unwrap();
+    assert!(matches!(ack.await.unwrap().unwrap(), Ack::Committed(_)));
+    writer.shutdown().await;
+    assert_eq!(
+        check(&db, &url).await[0].status(),
+        verify::Status::PredatesArchive
+    );
+    let archive = Archive::from_url(&url).unwrap();
+    let cfg = ArchiveConfig::new(url.clone(), db_url.clone());
+    let (mut a, mut b) = (connect(&db_url).await, connect(&db_url).await);
+    let all = Scope::default();
+    let (ra, rb) = tokio::join!(
+        maintain::backfill(&mut a, &archive, &cfg, &all),
+        maintain::backfill(&mut b, &archive, &cfg, &all),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let windows = check(&db, &url).await;
+    assert!(windows[0].exact(), "{:?}", windows[0]);
+    every_row_in_exactly_one_file(&db, &dir).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
