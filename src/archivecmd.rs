@@ -1,9 +1,9 @@
-//! `adit archive verify | ls | compact`.
+//! `adit archive verify | ls | compact | backfill`.
 
 use anyhow::bail;
 use tokio_postgres::Client;
 
-use adit_writer::archive::verify::{self, Scope};
+use adit_writer::archive::verify::{self, Scope, Status};
 use adit_writer::archive::{maintain, Archive, ArchiveConfig};
 
 use crate::cli::{ArchiveCommand, WindowScope};
@@ -24,42 +24,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let archive = Archive::from_url(archive_url)?;
     match command {
-        ArchiveCommand::Verify(w) => {
-            let windows = verify::check(client, &archive, &scope(&w)).await?;
-            let mut bad = 0;
-            let mut pending = 0;
-            for c in &windows {
-                let status = if c.exact() {
-                    "ok"
-                } else if c.pending() {
-                    pending += 1;
-                    "pending"
-                } else {
-                    bad += 1;
-                    "MISMATCH"
-                };
-                println!(
-                    "site={}\tdate={}\t{status}\tpostgres={} manifest={} files={} (in {} files) queued={}{}",
-                    c.site_id,
-                    c.day,
-                    c.database.rows,
-                    c.manifest.rows,
-                    c.files.rows,
-                    c.file_count,
-                    c.queued_rows,
-                    if c.exact() || c.database.rows != c.files.rows { "" } else { " checksum differs" },
-                );
-            }
-            println!(
-                "{} window(s): {} exact, {pending} still being archived, {bad} with differences",
-                windows.len(),
-                windows.len() - bad - pending
-            );
-            if bad > 0 {
-                bail!("the archive differs from PostgreSQL in {bad} window(s)");
-            }
-            Ok(())
-        }
+        ArchiveCommand::Verify(w) => verify(client, &archive, &scope(&w)).await,
         ArchiveCommand::Ls(w) => {
             for line in verify::list(client, &scope(&w)).await? {
                 println!("{line}");
@@ -72,5 +37,76 @@ pub async fn run(
             eprintln!("Compacted site {site} {date}: {rows} rows.");
             Ok(())
         }
+        ArchiveCommand::Backfill(w) => {
+            let cfg = ArchiveConfig::new(archive_url, database_url);
+            let done = maintain::backfill(client, &archive, &cfg, &scope(&w)).await?;
+            for ((site, day), rows) in &done {
+                println!("site={site}\tdate={day}\tbackfilled\trows={rows}");
+            }
+            println!(
+                "{} window(s) backfilled from PostgreSQL, {} rows in their files now",
+                done.len(),
+                done.iter().map(|(_, rows)| rows).sum::<u64>()
+            );
+            Ok(())
+        }
     }
+}
+
+/// One line per window and a summary; fails when rows are missing or differ.
+async fn verify(client: &Client, archive: &Archive, scope: &Scope) -> anyhow::Result<()> {
+    let windows = verify::check(client, archive, scope).await?;
+    let count = |status: Status| windows.iter().filter(|w| w.status() == status).count();
+    let (exact, pending, predates, missing, bad) = (
+        count(Status::Exact),
+        count(Status::Pending),
+        count(Status::PredatesArchive),
+        count(Status::Missing),
+        count(Status::Mismatch),
+    );
+    for c in &windows {
+        let status = c.status();
+        let note = match status {
+            Status::Exact | Status::Pending => String::new(),
+            Status::PredatesArchive => format!(
+                " unarchived={} (written before the archive was enabled)",
+                c.database.rows - c.manifest.rows - c.queued_rows
+            ),
+            Status::Missing => format!(
+                " unarchived={} (neither queued nor in a file)",
+                c.database.rows - c.manifest.rows - c.queued_rows
+            ),
+            Status::Mismatch if c.manifest != c.files => " files differ from the manifest".into(),
+            Status::Mismatch if c.database.rows == c.manifest.rows => " checksum differs".into(),
+            Status::Mismatch => " more rows archived than PostgreSQL holds".into(),
+        };
+        println!(
+            "site={}\tdate={}\t{}\tpostgres={} manifest={} files={} (in {} files) queued={}{note}",
+            c.site_id,
+            c.day,
+            status.word(),
+            c.database.rows,
+            c.manifest.rows,
+            c.files.rows,
+            c.file_count,
+            c.queued_rows,
+        );
+    }
+    println!(
+        "{} window(s): {exact} exact, {pending} still being archived, {predates} predate the \
+         archive, {missing} missing rows, {bad} with differences",
+        windows.len(),
+    );
+    if predates > 0 {
+        println!(
+            "Rows written before the archive was enabled are archived by `adit archive backfill`."
+        );
+    }
+    if missing + bad > 0 {
+        bail!(
+            "the archive differs from PostgreSQL: {missing} window(s) missing rows, {bad} with \
+             other differences"
+        );
+    }
+    Ok(())
 }

@@ -34,19 +34,19 @@ pub enum Command {
     /// Manage collector keys and admin tokens.
     Keys {
         #[command(flatten)]
-        db: DbArgs,
+        db: GroupDbArgs,
         #[command(subcommand)]
         command: KeysCommand,
     },
     /// Load-test a running adit with simulated edge collectors.
     Load(adit_load::LoadArgs),
-    /// The Parquet archive: verify it against PostgreSQL, list, compact.
+    /// The Parquet archive: verify it against PostgreSQL, list, compact,
+    /// backfill.
     Archive {
         #[command(flatten)]
-        db: DbArgs,
-        /// The archive (file:///path or s3://bucket/prefix).
-        #[arg(long, env = "ADIT_ARCHIVE_URL")]
-        archive_url: String,
+        db: GroupDbArgs,
+        #[command(flatten)]
+        archive: ArchiveUrl,
         #[command(subcommand)]
         command: ArchiveCommand,
     },
@@ -54,7 +54,7 @@ pub enum Command {
     /// daily aggregates now (a backfill when a range is given).
     Rollup {
         #[command(flatten)]
-        db: DbArgs,
+        db: GroupDbArgs,
         #[command(subcommand)]
         command: RollupCommand,
     },
@@ -69,6 +69,41 @@ pub struct DbArgs {
     /// PostgreSQL connection URL (e.g. postgres://adit@127.0.0.1:54329/adit).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+}
+
+/// The database of a command group (`adit keys`, `archive`, `rollup`),
+/// given before or after the subcommand (`adit archive verify
+/// --database-url …`).
+#[derive(Debug, Args)]
+pub struct GroupDbArgs {
+    /// PostgreSQL connection URL (e.g. postgres://adit@127.0.0.1:54329/adit).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+}
+
+impl GroupDbArgs {
+    pub fn url(&self) -> anyhow::Result<&str> {
+        self.database_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("no database: pass --database-url or set DATABASE_URL"))
+    }
+}
+
+/// Where the archive is, given before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct ArchiveUrl {
+    /// The archive: file:///path or s3://bucket/prefix (S3 credentials,
+    /// region and endpoint from the AWS_* variables).
+    #[arg(long, env = "ADIT_ARCHIVE_URL", global = true)]
+    archive_url: Option<String>,
+}
+
+impl ArchiveUrl {
+    pub fn url(&self) -> anyhow::Result<&str> {
+        self.archive_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no archive: pass --archive-url or set ADIT_ARCHIVE_URL")
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,30 +144,44 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
-    /// Compare PostgreSQL, the manifest and the files per window (site,
-    /// day): row counts and a checksum of key columns. Exits non-zero on
-    /// any difference.
+    /// Compare PostgreSQL, the manifest and the files per window (site, day).
+    ///
+    /// Row counts and a checksum of key columns. Each window is ok, pending
+    /// (rows queued, not archived yet), predates-archive (rows written
+    /// before the archive was enabled: see `backfill`), MISSING (rows
+    /// neither queued nor in a file) or MISMATCH. Exits 1 if any window is
+    /// MISSING or MISMATCH.
     Verify(WindowScope),
     /// List the live files per window.
     Ls(WindowScope),
     /// Rewrite one window's files as few large sorted files now.
     Compact {
+        /// The window's site.
         #[arg(long)]
         site: i32,
+        /// The window's day (YYYY-MM-DD, UTC).
         #[arg(long)]
         date: chrono::NaiveDate,
     },
+    /// Archive the rows written before the archive was enabled, from PostgreSQL.
+    ///
+    /// Every window holding rows that are neither in a file nor queued
+    /// (written before the archive was enabled, or while it was off) has
+    /// its files rewritten whole from PostgreSQL. Safe to run again and
+    /// beside running archivers.
+    Backfill(WindowScope),
 }
 
-/// Which archive windows to look at.
+/// Which archive windows to look at (all when no option is given).
 #[derive(Debug, Clone, Args)]
 pub struct WindowScope {
+    /// Only this site's windows.
     #[arg(long)]
     pub site: Option<i32>,
-    /// First day (YYYY-MM-DD), inclusive.
+    /// First day (YYYY-MM-DD, UTC), inclusive.
     #[arg(long)]
     pub from: Option<chrono::NaiveDate>,
-    /// Last day (YYYY-MM-DD), inclusive.
+    /// Last day (YYYY-MM-DD, UTC), inclusive.
     #[arg(long)]
     pub to: Option<chrono::NaiveDate>,
 }

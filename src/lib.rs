@@ -28,7 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { db, command } => {
-            let mut client = db::connect(&db.database_url).await?;
+            let mut client = db::connect(db.url()?).await?;
             migrate::migrate(&mut client).await?;
             match command {
                 KeysCommand::Create { site, name, .. } => {
@@ -45,18 +45,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CopyFile(args) => benchcmd::copy_file(args),
         Command::Archive {
             db,
-            archive_url,
+            archive,
             command,
         } => {
-            let mut client = db::connect(&db.database_url).await?;
+            let mut client = db::connect(db.url()?).await?;
             migrate::migrate(&mut client).await?;
-            archivecmd::run(&mut client, &db.database_url, &archive_url, command).await
+            archivecmd::run(&mut client, db.url()?, archive.url()?, command).await
         }
         Command::Rollup {
             db,
             command: RollupCommand::Run { from, to, rollup },
         } => {
-            let mut client = db::connect(&db.database_url).await?;
+            let mut client = db::connect(db.url()?).await?;
             migrate::migrate(&mut client).await?;
             let cfg = rollup.into_config();
             let now = chrono::Utc::now();

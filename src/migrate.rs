@@ -32,6 +32,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0006_body_digest.sql"),
     ),
     (
+        "0007_archive_writer_pid",
+        include_str!("../migrations/0007_archive_writer_pid.sql"),
+    ),
+    (
         "0008_rollup_failures_retention",
         include_str!("../migrations/0008_rollup_failures_retention.sql"),
     ),

@@ -458,6 +458,24 @@ async fn a_compaction_cut_short_by_a_crash_is_undone_at_recovery() {
         std::fs::read_dir(&window_dir).unwrap().count(),
         files_before + 1
     );
+    // The crash: the connection that recorded the file is gone.
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while srv
+        .count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        ))
+        .await
+        > 0
+    {
+        assert!(Instant::now() < deadline, "backend {pid} did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_exact(
         &check(&srv.db, &url).await,
         "a 'writing' file is not part of the archive",

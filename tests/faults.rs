@@ -254,3 +254,152 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_zero() {
         );
     }
 }
+
+/// A TCP proxy to PostgreSQL that, once armed, forwards the next `COMMIT`
+/// and then swallows the server's answer and cuts the connection: the
+/// transaction is committed but the client never hears it.
+struct CommitCutter {
+    addr: std::net::SocketAddr,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    cuts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommitCutter {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let armed = Arc::new(AtomicBool::new(false));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (armed2, cuts2) = (armed.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let cutting = Arc::new(AtomicBool::new(false));
+                let (armed, cuts, cutting2) = (armed2.clone(), cuts2.clone(), cutting.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let commit = buf[..n].windows(7).any(|w| w == b"COMMIT\0");
+                        if commit && armed.swap(false, Ordering::SeqCst) {
+                            cutting2.store(true, Ordering::SeqCst);
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        // The COMMIT's answer (the server has committed):
+                        // dropped, and the client's connection closed.
+                        if n == 0 || cutting.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown().await;
+                });
+            }
+        });
+        Self { addr, armed, cuts }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    fn url_through(&self, url: &str) -> String {
+        let (head, rest) = url.split_once('@').expect("URL has a user");
+        let (_, db) = rest.split_once('/').expect("URL has a database");
+        format!("{head}@{}/{db}", self.addr)
+    }
+}
+
+fn upload_of(site: i32, tag: &str, idempotency_key: Option<&str>) -> adit_writer::Upload {
+    let mut u = adit_writer::Upload::test_upload();
+    u.upload_id = rand::random::<i64>() & i64::MAX;
+    u.site_id = site;
+    u.samples = (0..ROWS)
+        .map(|i| adit_types::Sample {
+            ts_micros: chrono::Utc::now().timestamp_micros() - 60_000_000,
+            miner_id: adit_types::Text::from(format!("{tag}-{i}").as_str()),
+            online: Some(true),
+            ..Default::default()
+        })
+        .collect();
+    u.summary.processed = ROWS as u32;
+    u.idempotency = idempotency_key.map(|k| adit_writer::Idempotency {
+        key: k.to_string(),
+        body_digest: [7; 16],
+    });
+    u
+}
+
+/// Issue 17 item 6: a batch whose COMMIT answer is lost is checked before
+/// it is retried. When the batch's first upload was an idempotency
+/// duplicate (written nowhere), the check used to look for that upload,
+/// found nothing, and wrote the rest of the batch a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_answer_after_a_duplicate_writes_nothing_twice() {
+    let db_url = fresh_database("lostcommit").await;
+    let mut client = connect(&db_url).await;
+    adit::migrate::migrate(&mut client).await.unwrap();
+    let pg: tokio_postgres::Config = db_url.parse().unwrap();
+    let upstream = format!("127.0.0.1:{}", pg.get_ports()[0]).parse().unwrap();
+    let proxy = CommitCutter::start(upstream).await;
+    let mut wc = adit_writer::WriterConfig::test_config(proxy.url_through(&db_url));
+    wc.workers = 1;
+    // Long enough that the two uploads below share one batch.
+    wc.batch.max_age = Duration::from_secs(1);
+    let writer = adit_writer::Writer::spawn(wc);
+    let first = writer
+        .handle
+        .submit(upload_of(5, "first", Some("k0")))
+        .unwrap();
+    assert!(matches!(
+        first.await.unwrap().unwrap(),
+        adit_writer::Ack::Committed(_)
+    ));
+
+    proxy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let retry = writer
+        .handle
+        .submit(upload_of(5, "retry", Some("k0")))
+        .unwrap();
+    let other = writer.handle.submit(upload_of(5, "other", None)).unwrap();
+    assert_eq!(retry.await.unwrap().unwrap(), adit_writer::Ack::Duplicate);
+    assert!(matches!(
+        other.await.unwrap().unwrap(),
+        adit_writer::Ack::Committed(_)
+    ));
+    assert_eq!(
+        proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the COMMIT answer was lost once"
+    );
+    writer.shutdown().await;
+    let stored = rows_per_tag(&client).await;
+    assert_eq!(stored.get("first"), Some(&(ROWS as i64)));
+    assert_eq!(stored.get("retry"), None, "the duplicate wrote nothing");
+    assert_eq!(
+        stored.get("other"),
+        Some(&(ROWS as i64)),
+        "the batch was written once: {stored:?}"
+    );
+    let logged: i64 = client
+        .query_one("SELECT count(*) FROM upload_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 2, "two uploads logged");
+}

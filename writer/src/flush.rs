@@ -381,15 +381,17 @@ async fn log_uploads(
     Ok(())
 }
 
-/// After a COMMIT whose answer was lost: did the batch land? The upload log
-/// row of its first upload is written in the same transaction, so its
-/// presence says yes.
-pub async fn was_committed(client: &Client, first_upload_id: i64) -> Result<bool> {
+/// After a COMMIT whose answer was lost: did the batch land? Every upload
+/// the transaction wrote has its upload log row written in it, so the
+/// presence of any of `upload_ids` says yes. (Not only the first: an upload
+/// found to be an idempotency duplicate is not logged. A batch of nothing
+/// but duplicates logs nothing, and writing it again writes nothing.)
+pub async fn was_committed(client: &Client, upload_ids: &[i64]) -> Result<bool> {
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM upload_log WHERE upload_id = $1 \
+            "SELECT EXISTS (SELECT 1 FROM upload_log WHERE upload_id = ANY($1) \
                AND created_at > now() - interval '1 day')",
-            &[&first_upload_id],
+            &[&upload_ids],
         )
         .await?;
     Ok(row.get(0))

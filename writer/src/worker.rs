@@ -149,6 +149,10 @@ async fn write_and_answer(
     } else {
         shared.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
     }
+    // The archive gets every committed upload of one (batch, site)
+    // together: the batch's claim ticket counts all of them, and a file
+    // written between two of them could not claim it.
+    let mut to_archive: Vec<ArchiveBatch> = Vec::new();
     for ((mut p, answer), batch) in pending.into_iter().zip(answers).zip(batch_of) {
         let samples = std::mem::take(&mut p.upload.samples);
         let committed = matches!(answer, Ok(Ack::Committed(_))) && !shared.config.discard;
@@ -156,14 +160,26 @@ async fn write_and_answer(
         if let (true, Some(observer)) = (committed, &shared.config.on_commit) {
             observer.committed(p.upload.site_id, &samples);
         }
-        if let (Some(archive), Some(batch_id)) = (&shared.config.archive, batch) {
+        if let (Some(_), Some(batch_id)) = (&shared.config.archive, batch) {
             if !samples.is_empty() {
-                archive.offer(ArchiveBatch {
-                    batch_id,
-                    site_id: p.upload.site_id,
-                    samples,
-                });
+                let site_id = p.upload.site_id;
+                match to_archive
+                    .iter_mut()
+                    .find(|a| a.batch_id == batch_id && a.site_id == site_id)
+                {
+                    Some(a) => a.uploads.push(samples),
+                    None => to_archive.push(ArchiveBatch {
+                        batch_id,
+                        site_id,
+                        uploads: vec![samples],
+                    }),
+                }
             }
+        }
+    }
+    if let Some(archive) = &shared.config.archive {
+        for batch in to_archive {
+            archive.offer(batch);
         }
     }
 }
@@ -207,10 +223,11 @@ async fn write_with_retry(
     let archive_batch = shared.config.archive.as_ref().map(|_| batch_id);
     let mut attempt = 0u32;
     let mut commit_unknown = false;
+    let upload_ids: Vec<i64> = uploads.iter().map(|u| u.upload_id).collect();
     loop {
         let result = async {
             let client = conn.get().await?;
-            if commit_unknown && flush::was_committed(client, uploads[0].upload_id).await? {
+            if commit_unknown && flush::was_committed(client, &upload_ids).await? {
                 info!(
                     uploads = uploads.len(),
                     "A batch whose COMMIT answer was lost had landed."

@@ -71,22 +71,26 @@ pub fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     (start, start + chrono::Duration::days(1))
 }
 
-/// The rows of the given batches in one site-day.
+/// The rows of the given batches in one site-day, each with its batch id.
 pub async fn batches(
     client: &Client,
     site_id: i32,
     day: NaiveDate,
     batch_ids: &[i64],
-) -> Result<Vec<Sample>, ArchiveError> {
+) -> Result<Vec<(i64, Sample)>, ArchiveError> {
     let (from, to) = day_bounds(day);
     let sql = format!(
-        "SELECT {} FROM miner_telemetry WHERE site_id = $1 AND ts >= $2 AND ts < $3 AND batch_id = ANY($4)",
+        "SELECT {}, batch_id FROM miner_telemetry \
+         WHERE site_id = $1 AND ts >= $2 AND ts < $3 AND batch_id = ANY($4)",
         select_list()
     );
     let rows = client
         .query(&sql, &[&site_id, &from, &to, &batch_ids])
         .await?;
-    Ok(rows.iter().map(sample_from_row).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(r.len() - 1), sample_from_row(r)))
+        .collect())
 }
 
 /// A whole site-day, sorted by miner and time, as a row stream (convert

@@ -3,6 +3,7 @@
 //! batches the stream missed, and compaction of closed windows into few
 //! large files (write new, record, then delete old).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use adit_types::Sample;
@@ -14,10 +15,20 @@ use tokio_postgres::{Client, IsolationLevel};
 use tracing::{info, warn};
 
 use crate::archive::sink::{self, Kind};
+use crate::archive::verify::{self, Scope};
 use crate::archive::{export, Archive, ArchiveConfig, ArchiveError, ArchiveStats};
+
+type Window = (i32, NaiveDate);
 
 /// Deletes objects with no manifest row and uploads a crash interrupted;
 /// then archives every queued batch.
+///
+/// A 'writing' file can only become live through the connection that
+/// recorded it (`sink::stage` and `sink::commit` share it), so it is stale
+/// exactly when that connection's backend is gone — however long a live
+/// one takes (a second node, `adit archive compact`). The manifest row
+/// names the backend (`writer_pid`, see migrations/0007); rows recorded
+/// before that column existed fall back to the age `cfg.stale_writing`.
 pub async fn recover(
     client: &mut Client,
     archive: &Archive,
@@ -26,8 +37,11 @@ pub async fn recover(
 ) -> Result<(), ArchiveError> {
     let stale = client
         .query(
-            "DELETE FROM archive_files WHERE state = 'writing' \
-             AND created_at < now() - make_interval(secs => $1) RETURNING path",
+            "DELETE FROM archive_files f WHERE state = 'writing' AND CASE \
+               WHEN writer_pid IS NULL THEN created_at < now() - make_interval(secs => $1) \
+               ELSE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = f.writer_pid \
+                 AND (a.backend_start IS NULL OR a.backend_start <= f.created_at)) END \
+             RETURNING path",
             &[&cfg.stale_writing.as_secs_f64()],
         )
         .await?;
@@ -49,14 +63,17 @@ pub async fn recover(
 }
 
 /// Objects under the archive root that no manifest row names (every file
-/// is recorded before it is uploaded, so these are crash leftovers).
+/// is recorded before it is uploaded, so these are crash leftovers). The
+/// store is listed before the manifest is read: an object listed was put
+/// after its row was recorded, so the manifest read next names it, while
+/// one put after the listing is not looked at.
 pub async fn delete_orphans(client: &Client, archive: &Archive) -> Result<u64, ArchiveError> {
-    let known = sink::known_paths(client).await?;
     let listed: Vec<_> = archive
         .store
         .list(Some(&archive.table_root()))
         .try_collect()
         .await?;
+    let known = sink::known_paths(client).await?;
     let mut deleted = 0;
     for meta in listed {
         if !known.contains(meta.location.as_ref()) {
@@ -86,38 +103,68 @@ pub async fn sweep(
         )
         .await?;
     // Group by window, capping each group near max_file_rows.
-    let mut groups: Vec<((i32, NaiveDate), Vec<i64>)> = Vec::new();
+    let mut groups: Vec<(Window, Vec<sink::Claim>)> = Vec::new();
     let mut rows_in_group = 0usize;
     for r in &queued {
-        let window: (i32, NaiveDate) = (r.get(0), r.get(1));
-        let (batch, rows): (i64, i32) = (r.get(2), r.get(3));
+        let window: Window = (r.get(0), r.get(1));
+        let (batch_id, rows): (i64, i32) = (r.get(2), r.get(3));
+        let claim = sink::Claim {
+            batch_id,
+            rows: i64::from(rows),
+        };
         match groups.last_mut() {
-            Some((w, ids))
+            Some((w, claims))
                 if *w == window && rows_in_group + rows as usize <= cfg.max_file_rows =>
             {
-                ids.push(batch);
+                claims.push(claim);
                 rows_in_group += rows as usize;
             }
             _ => {
-                groups.push((window, vec![batch]));
+                groups.push((window, vec![claim]));
                 rows_in_group = rows as usize;
             }
         }
     }
-    for (window, ids) in groups {
-        let samples = export::batches(client, window.0, window.1, &ids).await?;
-        if samples.is_empty() {
-            // The rows are gone (retention): nothing left to archive.
+    for (window, tickets) in groups {
+        let ids: Vec<i64> = tickets.iter().map(|c| c.batch_id).collect();
+        let exported = export::batches(client, window.0, window.1, &ids).await?;
+        let mut found: HashMap<i64, i64> = HashMap::new();
+        for (id, _) in &exported {
+            *found.entry(*id).or_default() += 1;
+        }
+        // A batch with no rows left (retention dropped its day): nothing
+        // to archive.
+        let gone: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !found.contains_key(id))
+            .collect();
+        if !gone.is_empty() {
             client
                 .execute(
                     "DELETE FROM archive_queue WHERE site_id = $1 AND day = $2 AND batch_id = ANY($3)",
-                    &[&window.0, &window.1, &ids],
+                    &[&window.0, &window.1, &gone],
                 )
                 .await?;
+        }
+        let (claims, odd): (Vec<sink::Claim>, Vec<sink::Claim>) = tickets
+            .into_iter()
+            .filter(|c| found.contains_key(&c.batch_id))
+            .partition(|c| found.get(&c.batch_id) == Some(&c.rows));
+        if !odd.is_empty() {
+            warn!(site_id = window.0, day = %window.1, batches = ?odd,
+                  "Queued batches hold other row counts in PostgreSQL than their tickets; left queued.");
+        }
+        if claims.is_empty() {
             continue;
         }
-        let refs: Vec<&Sample> = samples.iter().collect();
-        match sink::write_part(client, archive, window, &refs, &ids).await {
+        let wanted: std::collections::HashSet<i64> = claims.iter().map(|c| c.batch_id).collect();
+        let refs: Vec<&Sample> = exported
+            .iter()
+            .filter(|(id, _)| wanted.contains(id))
+            .map(|(_, s)| s)
+            .collect();
+        match sink::write_part(client, archive, window, &refs, &claims).await {
             Ok(n) => {
                 stats
                     .files_written
@@ -125,9 +172,11 @@ pub async fn sweep(
                 stats
                     .rows_archived
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                info!(site_id = window.0, day = %window.1, rows = n, batches = ids.len(), "Archived queued batches from PostgreSQL.");
+                info!(site_id = window.0, day = %window.1, rows = n, batches = claims.len(), "Archived queued batches from PostgreSQL.");
             }
-            Err(ArchiveError::Claimed { .. }) => {} // archived meanwhile
+            // Archived meanwhile, or committed meanwhile with other counts:
+            // the next sweep looks again.
+            Err(ArchiveError::Claimed { .. } | ArchiveError::Incomplete { .. }) => {}
             Err(e) => return Err(e),
         }
     }
@@ -168,6 +217,16 @@ pub async fn compact(
 ) -> Result<u64, ArchiveError> {
     let (site_id, day) = window;
     let mut reader = crate::worker::connect(&cfg.database_url).await?;
+    // One compaction of a window at a time, across processes (a second
+    // node, `adit archive compact` or `backfill`): two of a window with no
+    // live files yet would each record a copy of its rows. The lock is the
+    // reader connection's, so it ends with this function.
+    reader
+        .execute(
+            "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+            &[&format!("adit_archive_window:{site_id}:{day}")],
+        )
+        .await?;
     let tx = reader
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -222,4 +281,32 @@ pub async fn compact(
             Err(e)
         }
     }
+}
+
+/// `adit archive backfill`: every window in `scope` where PostgreSQL holds
+/// rows that are neither queued for the archive nor in a live file — rows
+/// committed before the archive was enabled, or while it was off (they
+/// carry no batch id and have no ticket) — is rewritten from PostgreSQL by
+/// [`compact`]. Safe to repeat (a window whose rows are all archived is
+/// left alone) and beside running archivers (compaction of a window is
+/// serialised and atomic, and leaves out the rows still queued, which the
+/// stream or the sweeper archives). Returns each window done with its rows.
+pub async fn backfill(
+    client: &mut Client,
+    archive: &Archive,
+    cfg: &ArchiveConfig,
+    scope: &Scope,
+) -> Result<Vec<(Window, u64)>, ArchiveError> {
+    let windows = verify::counts(client, scope).await?;
+    let mut done = Vec::new();
+    for w in windows
+        .iter()
+        .filter(|w| w.database.rows > w.manifest.rows + w.queued_rows)
+    {
+        let window = (w.site_id, w.day);
+        let rows = compact(client, archive, cfg, window).await?;
+        info!(site_id = w.site_id, day = %w.day, rows, "Backfilled an archive window from PostgreSQL.");
+        done.push((window, rows));
+    }
+    Ok(done)
 }

@@ -49,6 +49,12 @@ pub enum ArchiveError {
     Claimed { still_queued: Vec<i64> },
     #[error("the files of window site {site_id} {day} changed meanwhile")]
     Replaced { site_id: i32, day: NaiveDate },
+    #[error(
+        "the file holds a different number of rows of batches {batches:?} than they committed"
+    )]
+    Incomplete { batches: Vec<i64> },
+    #[error("a file staged for window site {site_id} {day} lost its manifest row meanwhile")]
+    StagedGone { site_id: i32, day: NaiveDate },
 }
 
 /// Archive settings.
@@ -67,9 +73,9 @@ pub struct ArchiveConfig {
     pub max_buffered_rows: usize,
     /// Windows whose day ended this long ago are closed and compacted.
     pub compact_after: Duration,
-    /// At start, a file still 'writing' after this long belongs to an upload
-    /// or compaction a crash interrupted: it is deleted. (Longer than any
-    /// upload of a live process sharing the archive.)
+    /// At start, a file still 'writing' whose writer's connection is gone
+    /// was cut short by a crash and is deleted. A file recorded before the
+    /// writer was noted (migrations/0007) counts as such after this long.
     pub stale_writing: Duration,
 }
 
@@ -87,12 +93,22 @@ impl ArchiveConfig {
     }
 }
 
-/// Rows of one batch (flush transaction) for one site.
+/// Rows of one batch (flush transaction) for one site: every upload of
+/// the site that the transaction committed, handed over together. The
+/// batch's claim ticket counts them all, and a file claims it only when it
+/// holds every one of them.
 #[derive(Debug)]
 pub struct ArchiveBatch {
     pub batch_id: i64,
     pub site_id: i32,
-    pub samples: Vec<Sample>,
+    /// The samples, one vector per upload, as they came (no row is moved).
+    pub uploads: Vec<Vec<Sample>>,
+}
+
+impl ArchiveBatch {
+    pub fn rows(&self) -> usize {
+        self.uploads.iter().map(Vec::len).sum()
+    }
 }
 
 /// Counters for logs and metrics.
@@ -262,7 +278,8 @@ async fn run(
     }
 }
 
-/// Adds a batch to its windows' buffers; returns a window that is full.
+/// Adds a batch to its windows' buffers (all of it: a batch is never
+/// split from its ticket); returns a window that is full.
 fn add(
     buffers: &mut HashMap<Window, Buffer>,
     batch: ArchiveBatch,
@@ -270,21 +287,25 @@ fn add(
     max_rows: usize,
 ) -> Option<Window> {
     let date = |d: i32| NaiveDate::from_num_days_from_ce_opt(d + 719_163).expect("day in range");
-    let mut by_day: HashMap<NaiveDate, Vec<Sample>> = HashMap::new();
-    let first_day = batch.samples.first().map(Sample::day);
-    if batch.samples.iter().all(|s| Some(s.day()) == first_day) {
-        // The usual batch: one day, kept as it came (no samples moved
-        // one by one). The parser reserves generously, and the buffer holds
-        // up to `max_buffered_rows`: give the spare capacity back (a
-        // `make bench` peaked at 982 MiB instead of 791 without this).
-        if let Some(d) = first_day {
-            let mut samples = batch.samples;
+    let mut by_day: Vec<(NaiveDate, Vec<Sample>)> = Vec::with_capacity(batch.uploads.len());
+    for samples in batch.uploads {
+        let Some(first_day) = samples.first().map(Sample::day) else {
+            continue;
+        };
+        if samples.iter().all(|s| s.day() == first_day) {
+            // The usual upload: one day, kept as it came (no samples moved
+            // one by one). The parser reserves generously, and the buffer
+            // holds up to `max_buffered_rows`: give the spare capacity back
+            // (a `make bench` peaked at 982 MiB instead of 791 without this).
+            let mut samples = samples;
             samples.shrink_to_fit();
-            by_day.insert(date(d), samples);
-        }
-    } else {
-        for s in batch.samples {
-            by_day.entry(date(s.day())).or_default().push(s);
+            by_day.push((date(first_day), samples));
+        } else {
+            let mut split: HashMap<NaiveDate, Vec<Sample>> = HashMap::new();
+            for s in samples {
+                split.entry(date(s.day())).or_default().push(s);
+            }
+            by_day.extend(split);
         }
     }
     let mut full = None;
@@ -306,6 +327,29 @@ fn add(
         }
     }
     full
+}
+
+/// What a buffer claims: each batch it holds with the rows it holds of it
+/// (a batch's uploads may sit in the buffer as several vectors).
+fn claims(buffer: &Buffer) -> Vec<sink::Claim> {
+    let mut rows: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for (id, samples) in &buffer.batches {
+        *rows.entry(*id).or_default() += samples.len() as i64;
+    }
+    rows.into_iter()
+        .map(|(batch_id, rows)| sink::Claim { batch_id, rows })
+        .collect()
+}
+
+/// Drops the batches `leave` says from a buffer (they stay queued in
+/// PostgreSQL or were archived elsewhere).
+fn leave_out(buffer: &mut Buffer, stats: &ArchiveStats, leave: impl Fn(i64) -> bool) {
+    let before = buffer.rows;
+    buffer.batches.retain(|(id, _)| !leave(*id));
+    buffer.rows = buffer.batches.iter().map(|(_, s)| s.len()).sum();
+    stats
+        .buffered_rows
+        .fetch_sub((before - buffer.rows) as u64, Ordering::Relaxed);
 }
 
 fn buffered(buffers: &HashMap<Window, Buffer>) -> usize {
@@ -343,40 +387,47 @@ async fn flush_window(
     let Some(mut buffer) = buffers.remove(&window) else {
         return;
     };
-    let mut claims: Vec<i64> = buffer.batches.iter().map(|(id, _)| *id).collect();
-    claims.sort_unstable();
-    claims.dedup();
-    let rows: Vec<&Sample> = buffer.batches.iter().flat_map(|(_, s)| s.iter()).collect();
-    let result = sink::write_part(client, archive, window, &rows, &claims).await;
-    match result {
-        Ok(n) => {
-            stats
-                .buffered_rows
-                .fetch_sub(buffer.rows as u64, Ordering::Relaxed);
-            stats.files_written.fetch_add(1, Ordering::Relaxed);
-            stats.rows_archived.fetch_add(n, Ordering::Relaxed);
-        }
-        Err(ArchiveError::Claimed { still_queued }) => {
-            // Some batches were archived by the sweeper: keep only the rest.
-            let before = buffer.rows;
-            buffer.batches.retain(|(id, _)| still_queued.contains(id));
-            buffer.rows = buffer.batches.iter().map(|(_, s)| s.len()).sum();
-            stats
-                .buffered_rows
-                .fetch_sub((before - buffer.rows) as u64, Ordering::Relaxed);
-            if buffer.rows > 0 {
-                buffers.insert(window, buffer);
+    // Each refused claim leaves at least one batch out, so this ends.
+    while buffer.rows > 0 {
+        let claims = claims(&buffer);
+        let result = {
+            let rows: Vec<&Sample> = buffer.batches.iter().flat_map(|(_, s)| s.iter()).collect();
+            sink::write_part(client, archive, window, &rows, &claims).await
+        };
+        match result {
+            Ok(n) => {
+                stats
+                    .buffered_rows
+                    .fetch_sub(buffer.rows as u64, Ordering::Relaxed);
+                stats.files_written.fetch_add(1, Ordering::Relaxed);
+                stats.rows_archived.fetch_add(n, Ordering::Relaxed);
+                return;
             }
-        }
-        Err(e) => {
-            stats.store_errors.fetch_add(1, Ordering::Relaxed);
-            warn!(site_id = window.0, day = %window.1, rows = buffer.rows, error = %e,
-                  backlog_rows = stats.buffered_rows.load(Ordering::Relaxed), "Archive write failed; will retry.");
-            // Retry after another flush interval, at most.
-            buffer.since = Instant::now()
-                .checked_sub(cfg.flush_interval / 2)
-                .unwrap_or_else(Instant::now);
-            buffers.insert(window, buffer);
+            Err(ArchiveError::Claimed { still_queued }) => {
+                // Some batches were archived by the sweeper: keep only the rest.
+                leave_out(&mut buffer, stats, |id| !still_queued.contains(&id));
+            }
+            Err(ArchiveError::Incomplete { batches }) => {
+                // Not every row of these batches reached this buffer (a
+                // commit whose answer was lost, say): PostgreSQL has them all.
+                warn!(site_id = window.0, day = %window.1, ?batches,
+                      "Archive buffer holds part of a batch; leaving the batch to the sweeper.");
+                stats
+                    .dropped_batches
+                    .fetch_add(batches.len() as u64, Ordering::Relaxed);
+                leave_out(&mut buffer, stats, |id| batches.contains(&id));
+            }
+            Err(e) => {
+                stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(site_id = window.0, day = %window.1, rows = buffer.rows, error = %e,
+                      backlog_rows = stats.buffered_rows.load(Ordering::Relaxed), "Archive write failed; will retry.");
+                // Retry after another flush interval, at most.
+                buffer.since = Instant::now()
+                    .checked_sub(cfg.flush_interval / 2)
+                    .unwrap_or_else(Instant::now);
+                buffers.insert(window, buffer);
+                return;
+            }
         }
     }
 }

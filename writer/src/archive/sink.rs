@@ -122,30 +122,59 @@ pub async fn stage(
     })
 }
 
-/// Makes `staged` live, claiming `claims` (batch ids queued for the window)
-/// and retiring the live files `replaces`; on a failed claim every staged
-/// file is discarded and the error says which batches are still queued.
+/// A batch a file claims, and how many of the window's rows of that batch
+/// the file holds: the claim holds only if that is the ticket's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub batch_id: i64,
+    pub rows: i64,
+}
+
+/// Why the tickets `claimed` (batch id, rows) do not redeem `claims`:
+/// some batches were archived meanwhile (their tickets are gone), or the
+/// file holds a different number of a batch's rows than were committed.
+fn claim_failure(claims: &[Claim], claimed: &[(i64, i64)]) -> Option<ArchiveError> {
+    if claimed.len() != claims.len() {
+        return Some(ArchiveError::Claimed {
+            still_queued: claimed.iter().map(|(id, _)| *id).collect(),
+        });
+    }
+    let wrong: Vec<i64> = claimed
+        .iter()
+        .filter(|(id, rows)| !claims.iter().any(|c| c.batch_id == *id && c.rows == *rows))
+        .map(|(id, _)| *id)
+        .collect();
+    (!wrong.is_empty()).then_some(ArchiveError::Incomplete { batches: wrong })
+}
+
+/// Makes `staged` live, claiming `claims` (batches queued for the window,
+/// each with the rows the files hold of it) and retiring the live files
+/// `replaces`. A claim holds only when the ticket is still queued and
+/// counts exactly the rows the files hold; otherwise every staged file is
+/// discarded, no ticket is taken, and the error says which batches to
+/// leave out.
 pub async fn commit(
     client: &mut Client,
     archive: &Archive,
     (site_id, day): (i32, NaiveDate),
     staged: &[Staged],
-    claims: &[i64],
+    claims: &[Claim],
     replaces: &[i64],
 ) -> Result<u64, ArchiveError> {
     let ids: Vec<i64> = staged.iter().map(|s| s.id).collect();
+    let batch_ids: Vec<i64> = claims.iter().map(|c| c.batch_id).collect();
     let tx = client.transaction().await?;
-    let claimed: Vec<i64> = if claims.is_empty() {
+    let claimed: Vec<(i64, i64)> = if claims.is_empty() {
         Vec::new()
     } else {
         tx.query(
             "DELETE FROM archive_queue WHERE site_id = $1 AND day = $2 AND batch_id = ANY($3) \
-             RETURNING batch_id",
-            &[&site_id, &day, &claims],
+             RETURNING batch_id, rows::int8",
+            &[&site_id, &day, &batch_ids],
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect()
     };
     let retired: Vec<String> = if replaces.is_empty() {
@@ -160,25 +189,25 @@ pub async fn commit(
         .map(|r| r.get(0))
         .collect()
     };
-    let failure = if claimed.len() != claims.len() {
-        Some(ArchiveError::Claimed {
-            still_queued: claimed,
-        })
-    } else if retired.len() != replaces.len() {
-        Some(ArchiveError::Replaced { site_id, day })
-    } else {
-        None
-    };
+    let mut failure = claim_failure(claims, &claimed).or_else(|| {
+        (retired.len() != replaces.len()).then_some(ArchiveError::Replaced { site_id, day })
+    });
+    if failure.is_none() {
+        let made_live = tx
+            .execute(
+                "UPDATE archive_files SET state = 'live' WHERE id = ANY($1) AND state = 'writing'",
+                &[&ids],
+            )
+            .await?;
+        if made_live != ids.len() as u64 {
+            failure = Some(ArchiveError::StagedGone { site_id, day });
+        }
+    }
     if let Some(e) = failure {
         drop(tx);
         discard(client, archive, staged).await;
         return Err(e);
     }
-    tx.execute(
-        "UPDATE archive_files SET state = 'live' WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
     tx.commit().await?;
     for path in retired {
         if let Err(e) = archive.store.delete(&Path::from(path.as_str())).await {
@@ -210,7 +239,7 @@ pub async fn write_part(
     archive: &Archive,
     window: (i32, NaiveDate),
     rows: &[&Sample],
-    claims: &[i64],
+    claims: &[Claim],
 ) -> Result<u64, ArchiveError> {
     let staged = stage(client, archive, window, Kind::Part, rows).await?;
     commit(
@@ -232,4 +261,29 @@ pub async fn known_paths(client: &Client) -> Result<HashSet<String>, ArchiveErro
         .iter()
         .map(|r| r.get(0))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(batch_id: i64, rows: i64) -> Claim {
+        Claim { batch_id, rows }
+    }
+
+    #[test]
+    fn a_claim_holds_only_for_every_ticket_with_its_exact_rows() {
+        let claims = [claim(1, 5), claim(2, 3)];
+        assert!(claim_failure(&claims, &[(2, 3), (1, 5)]).is_none());
+        assert!(claim_failure(&[], &[]).is_none());
+        match claim_failure(&claims, &[(2, 3)]) {
+            Some(ArchiveError::Claimed { still_queued }) => assert_eq!(still_queued, [2]),
+            other => panic!("{other:?}"),
+        }
+        // The file holds 5 of batch 1's rows, the ticket counts 8.
+        match claim_failure(&claims, &[(1, 8), (2, 3)]) {
+            Some(ArchiveError::Incomplete { batches }) => assert_eq!(batches, [1]),
+            other => panic!("{other:?}"),
+        }
+    }
 }
