@@ -311,7 +311,7 @@ pub(crate) async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> 
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            debug!(error = %e, "Writer connection closed.");
+            debug!(error = %adit_types::pg::DbErrorText(&e), "Writer connection closed.");
         }
     });
     client

@@ -41,7 +41,7 @@ pub enum ArchiveError {
     Parquet(#[from] ::parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
-    #[error("database: {0}")]
+    #[error("database: {}", adit_types::pg::DbErrorText(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error("an archive file needs at least one row")]
     Empty,
