@@ -15,14 +15,6 @@ use common::*;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-/// Who calls: a collector key or an admin token.
-#[derive(Clone, Copy)]
-enum Auth<'a> {
-    Key(&'a str),
-    Admin(&'a str),
-    None,
-}
-
 async fn call(
     addr: SocketAddr,
     method: &str,
@@ -30,31 +22,14 @@ async fn call(
     auth: Auth<'_>,
     body: Value,
 ) -> (StatusCode, Value) {
-    let bearer;
-    let mut headers = vec![("content-type", "application/json")];
-    match auth {
-        Auth::Key(k) => headers.push(("x-collector-key", k)),
-        Auth::Admin(t) => {
-            bearer = format!("Bearer {t}");
-            headers.push(("authorization", bearer.as_str()));
-        }
-        Auth::None => {}
-    }
     let body = if body.is_null() {
         String::new()
     } else {
         body.to_string()
     };
-    let (status, _, text) = request(addr, method, path, &headers, body).await.unwrap();
+    let (status, _, text) = send(addr, method, path, auth, body).await;
     let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
     (status, v)
-}
-
-async fn admin_token(server: &TestServer) -> String {
-    adit_ingest::auth::create_key(&server.db, None, Some("admin"))
-        .await
-        .unwrap()
-        .1
 }
 
 async fn create(addr: SocketAddr, admin: &str, cmd: Value) -> i64 {

@@ -13,37 +13,6 @@ use common::*;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-/// Who calls: a collector key or an admin token.
-#[derive(Clone, Copy)]
-enum Auth<'a> {
-    Key(&'a str),
-    Admin(&'a str),
-}
-
-/// Sends `body` as it is; answers status, Retry-After and the raw body.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    auth: Auth<'_>,
-    body: impl Into<Bytes>,
-) -> (StatusCode, Option<String>, String) {
-    let bearer;
-    let mut headers = vec![("content-type", "application/json")];
-    match auth {
-        Auth::Key(k) => headers.push(("x-collector-key", k)),
-        Auth::Admin(t) => {
-            bearer = format!("Bearer {t}");
-            headers.push(("authorization", bearer.as_str()));
-        }
-    }
-    let (status, h, text) = request(addr, method, path, &headers, body).await.unwrap();
-    let retry = h
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    (status, retry, text)
-}
-
 /// `send`, with the body parsed.
 async fn call(
     addr: SocketAddr,
@@ -54,13 +23,6 @@ async fn call(
 ) -> (StatusCode, Value) {
     let (s, _, text) = send(addr, method, path, auth, body).await;
     (s, json(&text))
-}
-
-async fn admin_token(server: &TestServer) -> String {
-    adit_ingest::auth::create_key(&server.db, None, Some("admin"))
-        .await
-        .unwrap()
-        .1
 }
 
 /// Asserts a 400 with `code`, no Retry-After, and returns the body.

@@ -67,5 +67,8 @@ fn every_error_code_is_in_the_readme() {
         .filter_map(|c| c.as_str())
         .filter(|c| !README.contains(&format!("`{c}`")))
         .collect();
-    assert!(missing.is_empty(), "codes the README does not explain: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "codes the README does not explain: {missing:?}"
+    );
 }

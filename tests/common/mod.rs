@@ -310,3 +310,46 @@ pub fn python(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Who calls a control-plane endpoint: a collector key, an admin token, or
+/// nobody.
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    Key(&'a str),
+    Admin(&'a str),
+    None,
+}
+
+/// Sends `body` to a control-plane endpoint with `auth`'s header (the one
+/// the API defines for it); answers status, Retry-After and the raw body.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Auth<'_>,
+    body: impl Into<Bytes>,
+) -> (StatusCode, Option<String>, String) {
+    let bearer;
+    let mut headers = vec![("content-type", "application/json")];
+    match auth {
+        Auth::Key(k) => headers.push(("x-collector-key", k)),
+        Auth::Admin(t) => {
+            bearer = format!("Bearer {t}");
+            headers.push(("authorization", bearer.as_str()));
+        }
+        Auth::None => {}
+    }
+    let (status, h, text) = request(addr, method, path, &headers, body).await.unwrap();
+    let retry = h
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry, text)
+}
+
+/// A new admin token in the server's database.
+pub async fn admin_token(server: &TestServer) -> String {
+    adit_ingest::auth::create_key(&server.db, None, Some("admin"))
+        .await
+        .unwrap()
+        .1
+}
