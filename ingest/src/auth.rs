@@ -188,28 +188,23 @@ pub async fn find_key(client: &impl GenericClient, key: &str) -> Result<Option<(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Time allowed on top of the pool wait when a free slot means the pool
-/// opens a new connection (under load a connect takes seconds, which is
-/// not a queue).
-const CONNECT_ALLOWANCE: Duration = Duration::from_secs(10);
-
 /// A pooled connection, waiting at most `wait` for a busy pool to free
-/// one (plus [`CONNECT_ALLOWANCE`] when there is room to open one).
+/// one (opening a new one keeps the pool's own, longer create timeout:
+/// under load a connect takes seconds, which is not a queue).
 pub async fn pooled(
     pool: &deadpool_postgres::Pool,
     wait: Duration,
 ) -> Result<deadpool_postgres::Object> {
-    let status = pool.status();
-    let limit = if status.available > 0 || status.size < status.max_size {
-        wait + CONNECT_ALLOWANCE
-    } else {
-        wait
+    let timeouts = deadpool_postgres::Timeouts {
+        wait: Some(wait),
+        ..pool.timeouts()
     };
-    match tokio::time::timeout(limit, pool.get()).await {
-        Ok(client) => Ok(client?),
-        Err(_) => Err(Error::DatabaseBusy {
+    match pool.timeout_get(&timeouts).await {
+        Ok(client) => Ok(client),
+        Err(deadpool_postgres::PoolError::Timeout(_)) => Err(Error::DatabaseBusy {
             waited_ms: wait.as_millis() as u64,
         }),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -89,13 +89,11 @@ impl ByteBudget {
         }
     }
 
-    /// Reserves `bytes` until the permit is dropped, or refuses at once.
-    pub fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit> {
-        let kib = (bytes.div_ceil(1024)).clamp(1, self.total_kib) as u32;
-        self.permits
-            .clone()
-            .try_acquire_many_owned(kib)
-            .map_err(|_| self.overloaded())
+    /// Reserves `bytes` until the reservation is dropped, or refuses at once.
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation> {
+        let mut held = self.reservation();
+        held.grow(bytes)?;
+        Ok(held)
     }
 
     /// An empty reservation that [`Reservation::grow`]s as a body is read.

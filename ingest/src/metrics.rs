@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_control::live::LiveStats;
 use adit_writer::archive::ArchiveStats;
 use adit_writer::WriterHandle;
 
@@ -58,8 +59,16 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// The exposition text.
-    pub fn render(&self, writer: &WriterHandle, archive: Option<&ArchiveStats>) -> String {
+    /// The exposition text: the front door's own counters, then what the
+    /// writer, the archive, the in-flight budget (`inflight_bytes`) and
+    /// the control plane's live state (`live`) expose.
+    pub fn render(
+        &self,
+        writer: &WriterHandle,
+        archive: Option<&ArchiveStats>,
+        inflight_bytes: usize,
+        live: &LiveStats,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
@@ -238,38 +247,30 @@ impl Metrics {
             "Hours and days whose rollup failed and waits for a retry.",
             &one(get(&self.rollup_failing)),
         );
-        out
-    }
-}
-
-/// The control plane's live-state counters: how many miners are tracked,
-/// how many samples went untracked past a site's cap, how many silent
-/// miners were evicted.
-pub fn render_live(out: &mut String, live: &adit_control::live::LiveStats) {
-    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    for (name, kind, help, v) in [
-        (
+        metric(
+            "adit_inflight_bytes",
+            "gauge",
+            "Bytes of the in-flight budget held by requests being read or processed.",
+            &one(inflight_bytes as u64),
+        );
+        metric(
             "adit_live_miners",
             "gauge",
             "Miners tracked in live state now.",
-            get(&live.miners),
-        ),
-        (
+            &one(get(&live.miners)),
+        );
+        metric(
             "adit_live_untracked_samples_total",
             "counter",
             "Samples of miners past their site's live-state cap: stored, not tracked live.",
-            get(&live.untracked_samples),
-        ),
-        (
+            &one(get(&live.untracked_samples)),
+        );
+        metric(
             "adit_live_evicted_miners_total",
             "counter",
             "Miners that left live state after being silent for --live-evict-after.",
-            get(&live.evicted_miners),
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            &one(get(&live.evicted_miners)),
         );
+        out
     }
 }

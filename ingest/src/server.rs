@@ -120,15 +120,12 @@ where
             result
         }
         (&Method::GET, "/metrics") => {
-            let mut text = state
-                .metrics
-                .render(&state.writer, state.archive.as_deref());
-            text.push_str(&format!(
-                "# HELP adit_inflight_bytes Bytes of the in-flight budget held by requests being read or processed.\n\
-                 # TYPE adit_inflight_bytes gauge\nadit_inflight_bytes {}\n",
-                state.budget.in_use()
-            ));
-            crate::metrics::render_live(&mut text, state.control.live.stats());
+            let text = state.metrics.render(
+                &state.writer,
+                state.archive.as_deref(),
+                state.budget.in_use(),
+                state.control.live.stats(),
+            );
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -299,10 +296,10 @@ where
     let limits = &state.limits;
     // Held until the answer is sent: bounds the memory of uploads in
     // flight, counted as the body is read (chunked bodies too).
-    let mut wire_bytes = state.budget.reservation();
+    let mut held = state.budget.reservation();
     let compressed = tokio::time::timeout(
         limits.body_read_timeout,
-        decode::read_body(body, content_length, limits.max_body_bytes, &mut wire_bytes),
+        decode::read_body(body, content_length, limits.max_body_bytes, &mut held),
     )
     .await
     .map_err(|_| Error::BodyRead {
