@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use adit_writer::archive::verify::{self, Scope, WindowCheck};
 use adit_writer::archive::{maintain, Archive, ArchiveConfig};
 use common::*;
-use hyper::StatusCode;
 use serde_json::{json, Value};
 
 /// Rows for `site` in two whole past days (noon of the day before
@@ -37,41 +36,6 @@ fn rows_for(site: i32, n: usize, tag: &str) -> Vec<String> {
             )
         })
         .collect()
-}
-
-async fn upload_all(addr: std::net::SocketAddr, key: &str, rows: &[String]) {
-    for chunk in rows.chunks(10_000) {
-        let (status, _, body) = upload(addr, key, &array(chunk), &[]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
-}
-
-/// Waits until nothing is left to archive.
-async fn drained(db: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let queued: i64 = db
-            .query_one("SELECT count(*) FROM archive_queue", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let writing: i64 = db
-            .query_one(
-                "SELECT count(*) FROM archive_files WHERE state = 'writing'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if queued == 0 && writing == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "archive did not drain: {queued} batches queued"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn check(db: &tokio_postgres::Client, url: &str) -> Vec<WindowCheck> {
@@ -173,9 +137,9 @@ async fn two_hundred_thousand_rows_read_back_equal_with_pyarrow() {
     .await;
     for site in [41, 42, 43] {
         let key = srv.key(site).await;
-        upload_all(srv.addr, &key, &rows_for(site, 68_000, "m")).await;
+        upload_rows(srv.addr, &key, &rows_for(site, 68_000, "m"), 10_000).await;
     }
-    drained(&srv.db).await;
+    archive_drained(&srv.db).await;
     let windows = check(&srv.db, &url).await;
     assert_eq!(windows.len(), 6, "3 sites x 2 days: {windows:?}");
     assert_exact(&windows, "after load");
@@ -212,8 +176,14 @@ async fn server_with_part_files(
     .await;
     let key = srv.key(site).await;
     for round in 0..rounds {
-        upload_all(srv.addr, &key, &rows_for(site, rows, &format!("r{round}-"))).await;
-        drained(&srv.db).await;
+        upload_rows(
+            srv.addr,
+            &key,
+            &rows_for(site, rows, &format!("r{round}-")),
+            10_000,
+        )
+        .await;
+        archive_drained(&srv.db).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     (srv, dir, url)
@@ -275,7 +245,7 @@ async fn a_store_that_is_down_delays_the_archive_but_not_ingest() {
     let blocker = dir.join("miner_telemetry");
     std::fs::write(&blocker, b"not a directory").unwrap();
     let key = srv.key(61).await;
-    upload_all(srv.addr, &key, &rows_for(61, 3_000, "d")).await;
+    upload_rows(srv.addr, &key, &rows_for(61, 3_000, "d"), 10_000).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let queued: i64 = srv
         .db
@@ -293,7 +263,7 @@ async fn a_store_that_is_down_delays_the_archive_but_not_ingest() {
         "ingest went on"
     );
     std::fs::remove_file(&blocker).unwrap();
-    drained(&srv.db).await;
+    archive_drained(&srv.db).await;
     assert_exact(&check(&srv.db, &url).await, "after the store came back");
     srv.stop().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -321,7 +291,13 @@ async fn kill_9_while_archiving_then_restart_leaves_an_exact_archive() {
     let mut round = 0;
     // Upload until some files exist, then kill mid-stream.
     while started.elapsed() < Duration::from_secs(20) {
-        upload_all(addr, &key, &rows_for(71, 1_500, &format!("k{round}-"))).await;
+        upload_rows(
+            addr,
+            &key,
+            &rows_for(71, 1_500, &format!("k{round}-")),
+            10_000,
+        )
+        .await;
         round += 1;
         let live: i64 = db
             .query_one(
@@ -344,7 +320,7 @@ async fn kill_9_while_archiving_then_restart_leaves_an_exact_archive() {
         .get(0);
     let mut child = spawn_adit(&db_url, port, &args, &[]);
     wait_healthy(port).await;
-    drained(&db).await;
+    archive_drained(&db).await;
     let windows = check(&db, &url).await;
     assert_exact(
         &windows,
@@ -409,8 +385,8 @@ async fn the_archive_on_an_s3_compatible_server_verifies() {
         addr,
         ..
     } = spawn_with_key("archs3", 81, &args, &env).await;
-    upload_all(addr, &key, &rows_for(81, 20_000, "s")).await;
-    drained(&db).await;
+    upload_rows(addr, &key, &rows_for(81, 20_000, "s"), 10_000).await;
+    archive_drained(&db).await;
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
         .args(["archive", "--archive-url", url, "verify"])
         .env("DATABASE_URL", &db_url)

@@ -6,10 +6,8 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use common::*;
-use hyper::StatusCode;
 
 /// Runs the adit binary with a clean environment for its own variables.
 fn adit(args: &[&str]) -> Output {
@@ -128,29 +126,6 @@ fn rows_on(site: i32, days_ago: i64, tag: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-async fn send(addr: std::net::SocketAddr, key: &str, rows: &[String]) {
-    for chunk in rows.chunks(100) {
-        let (status, _, body) = upload(addr, key, &array(chunk), &[]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
-}
-
-async fn drained(db: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let queued: i64 = db
-            .query_one("SELECT count(*) FROM archive_queue", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if queued == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{queued} batches still queued");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn live_paths(db: &tokio_postgres::Client) -> Vec<String> {
     db.query(
         "SELECT path FROM archive_files WHERE state = 'live' ORDER BY path",
@@ -179,8 +154,8 @@ async fn backfill_archives_the_rows_written_before_the_archive_was_enabled() {
         port,
         addr,
     } = spawn_with_key("backfill", site, &[], &[]).await;
-    send(addr, &key, &rows_on(site, 2, "old", 300)).await;
-    send(addr, &key, &rows_on(site, 1, "old", 300)).await;
+    upload_rows(addr, &key, &rows_on(site, 2, "old", 300), 100).await;
+    upload_rows(addr, &key, &rows_on(site, 1, "old", 300), 100).await;
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -192,8 +167,8 @@ async fn backfill_archives_the_rows_written_before_the_archive_was_enabled() {
     ];
     let mut child = spawn_adit(&db_url, port, &args, &[]);
     wait_healthy(port).await;
-    send(addr, &key, &rows_on(site, 1, "new", 200)).await;
-    drained(&db).await;
+    upload_rows(addr, &key, &rows_on(site, 1, "new", 200), 100).await;
+    archive_drained(&db).await;
 
     let verify = [
         "archive",
@@ -226,7 +201,7 @@ async fn backfill_archives_the_rows_written_before_the_archive_was_enabled() {
     ];
     let during = tokio::spawn({
         let key = key.clone();
-        async move { send(addr, &key, &rows_on(site, 1, "during", 400)).await }
+        async move { upload_rows(addr, &key, &rows_on(site, 1, "during", 400), 100).await }
     });
     let args: Vec<String> = backfill.iter().map(|s| s.to_string()).collect();
     let done = tokio::task::spawn_blocking(move || {
@@ -238,7 +213,7 @@ async fn backfill_archives_the_rows_written_before_the_archive_was_enabled() {
     let done = ok(&done, "backfill");
     assert!(done.contains("2 window(s) backfilled"), "{done}");
     during.await.unwrap();
-    drained(&db).await;
+    archive_drained(&db).await;
 
     let report = ok(&adit(&verify), "verify after the backfill");
     assert!(report.contains("2 window(s): 2 exact"), "{report}");

@@ -124,22 +124,6 @@ async fn every_row_in_exactly_one_file(db: &tokio_postgres::Client, dir: &std::p
     assert_eq!(in_files.len(), in_db.len(), "files hold no other rows");
 }
 
-async fn drained(db: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let queued: i64 = db
-            .query_one("SELECT count(*) FROM archive_queue", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if queued == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{queued} batches still queued");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Issue 17 item 0. The writer commits two uploads of one site in one
 /// batch (one claim ticket of 5 rows); the first upload alone fills a file
 /// (max_file_rows 3), so a file is written between the two. Before the fix
@@ -170,7 +154,7 @@ async fn two_uploads_of_one_site_in_one_batch_are_archived_whole() {
         .get(0);
     assert_eq!(batches, 1, "both uploads in one writer batch");
     writer.shutdown().await;
-    drained(&db).await;
+    archive_drained(&db).await;
     archiver.shutdown().await;
     let windows = check(&db, &url).await;
     assert_eq!(windows.len(), 1, "{windows:?}");

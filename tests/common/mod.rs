@@ -353,3 +353,40 @@ pub async fn admin_token(server: &TestServer) -> String {
         .unwrap()
         .1
 }
+
+/// Uploads `rows` in uploads of `chunk` rows, each answered 200.
+pub async fn upload_rows(addr: SocketAddr, key: &str, rows: &[String], chunk: usize) {
+    for part in rows.chunks(chunk) {
+        let (status, _, body) = upload(addr, key, &array(part), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+/// Waits (up to 60 s) until nothing is left to archive: no batch queued,
+/// no file still being written.
+pub async fn archive_drained(db: &tokio_postgres::Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let queued: i64 = db
+            .query_one("SELECT count(*) FROM archive_queue", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let writing: i64 = db
+            .query_one(
+                "SELECT count(*) FROM archive_files WHERE state = 'writing'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if queued == 0 && writing == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "archive did not drain: {queued} batches queued, {writing} files being written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
