@@ -3,8 +3,8 @@
 use anyhow::bail;
 use tokio_postgres::Client;
 
-use adit_writer::archive::verify::{self, Scope, Status};
-use adit_writer::archive::{maintain, Archive, ArchiveConfig};
+use adit_archive::verify::{self, Scope, Status};
+use adit_archive::{maintain, Archive, ArchiveConfig};
 
 use crate::cli::{ArchiveCommand, WindowScope};
 

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_archive::{Archive, ArchiveConfig, Archiver};
 use adit_ingest::auth::KeyCache;
 use adit_ingest::idempotency::InFlight;
 use adit_ingest::validate::Rules;
 use adit_ingest::{Limits, State};
 use adit_types::pg::DbErrorText;
-use adit_writer::archive::{Archive, ArchiveConfig, Archiver};
 use adit_writer::{partition, Writer, WriterConfig};
 use anyhow::Context as _;
 use tokio::net::TcpListener;

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use adit_writer::archive::verify::{self, Scope, WindowCheck};
-use adit_writer::archive::{maintain, Archive, ArchiveConfig};
+use adit_archive::verify::{self, Scope, WindowCheck};
+use adit_archive::{maintain, Archive, ArchiveConfig};
 use common::*;
 use serde_json::{json, Value};
 
@@ -416,18 +416,18 @@ async fn a_compaction_cut_short_by_a_crash_is_undone_at_recovery() {
     // recorded as 'writing', the old files still live.
     let archive = Archive::from_url(&url).unwrap();
     let client = connect(&srv.db_url).await;
-    let rows = adit_writer::archive::export::window_rows(&client, 91, day)
+    let rows = adit_archive::export::window_rows(&client, 91, day)
         .await
         .unwrap();
     let rows: Vec<tokio_postgres::Row> =
         futures_util::TryStreamExt::try_collect(rows).await.unwrap();
     let samples: Vec<_> = rows
         .iter()
-        .map(adit_writer::archive::export::sample_from_row)
+        .map(adit_archive::export::sample_from_row)
         .collect();
     let refs: Vec<_> = samples.iter().collect();
-    let kind = adit_writer::archive::sink::Kind::Compacted;
-    adit_writer::archive::sink::stage(&client, &archive, (91, day), kind, &refs)
+    let kind = adit_archive::sink::Kind::Compacted;
+    adit_archive::sink::stage(&client, &archive, (91, day), kind, &refs)
         .await
         .unwrap();
     assert_eq!(
@@ -460,7 +460,7 @@ async fn a_compaction_cut_short_by_a_crash_is_undone_at_recovery() {
     let mut cfg = ArchiveConfig::new(url.clone(), srv.db_url.clone());
     cfg.stale_writing = Duration::ZERO;
     let mut client = connect(&srv.db_url).await;
-    let stats = adit_writer::archive::ArchiveStats::default();
+    let stats = adit_archive::ArchiveStats::default();
     maintain::recover(&mut client, &archive, &cfg, &stats)
         .await
         .unwrap();

@@ -9,12 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use adit_archive::sink::{self, Kind};
+use adit_archive::verify::{self, Scope, WindowCheck};
+use adit_archive::{maintain, Archive, ArchiveConfig, ArchiveError, ArchiveStats, Archiver};
 use adit_types::{Sample, Text};
-use adit_writer::archive::sink::{self, Kind};
-use adit_writer::archive::verify::{self, Scope, WindowCheck};
-use adit_writer::archive::{
-    maintain, Archive, ArchiveConfig, ArchiveError, ArchiveStats, Archiver,
-};
 use adit_writer::{Ack, Upload, Writer, WriterConfig};
 use common::*;
 

@@ -43,7 +43,7 @@ async fn database_errors_show_the_message_and_sqlstate() {
     let rollup = adit_rollup::Error::from(e).to_string();
     assert_eq!(rollup, "database: division by zero (SQLSTATE 22012)");
     let e = client.query_one("SELECT 1/0", &[]).await.unwrap_err();
-    let archive = adit_writer::archive::ArchiveError::from(e).to_string();
+    let archive = adit_archive::ArchiveError::from(e).to_string();
     assert_eq!(archive, "database: division by zero (SQLSTATE 22012)");
     let e = client.query_one("SELECT 1/0", &[]).await.unwrap_err();
     let control = adit_control::ControlError::from(e).to_string();

@@ -9,10 +9,10 @@
 
 use std::hint::black_box;
 
+use adit_archive::parquet;
 use adit_benches::{gunzip, gzip, parse, sweep, COLLECT_INTERVAL_S, FLEET_SEED, SITE_ID};
 use adit_load::fleet::Fleet;
 use adit_types::Sample;
-use adit_writer::archive::parquet;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 
 fn parquet_encode(c: &mut Criterion) {

@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
+use adit_archive::parquet;
 use adit_benches::{now_micros, parse};
 use adit_load::fleet::Fleet;
 use adit_types::Sample;
-use adit_writer::archive::parquet;
 
 fn main() {
     let out = std::env::args()

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use adit_archive::ArchiveStats;
 use adit_control::live::LiveStats;
-use adit_writer::archive::ArchiveStats;
 use adit_writer::WriterHandle;
 
 /// Statuses counted separately; anything else is "other".

@@ -85,7 +85,7 @@ pub struct State {
     pub rate_limiter: RateLimiter,
     pub budget: ByteBudget,
     /// The archive's counters, when archiving.
-    pub archive: Option<std::sync::Arc<adit_writer::archive::ArchiveStats>>,
+    pub archive: Option<std::sync::Arc<adit_archive::ArchiveStats>>,
     /// Commands, heartbeats, live state, alerts and the read API.
     pub control: adit_control::Control,
 }

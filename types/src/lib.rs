@@ -204,3 +204,22 @@ mod tests {
         );
     }
 }
+
+/// The columns of `miner_telemetry` that hold a [`Sample`], in the order
+/// the writer's COPY encoder writes them and the archive reads them back
+/// (a macro so that `concat!` can extend it).
+#[macro_export]
+macro_rules! telemetry_columns {
+    () => {
+        "ts, site_id, miner_id, ip_address, online, \
+hashrate_ghs, hashrate_5s_ghs, hashrate_expected_ghs, temperature_avg, temperature_min, \
+temperature_max, temperature_chips, fan_speeds, frequency_avg, accepted_shares, \
+rejected_shares, hardware_errors, uptime_seconds, power_consumption, efficiency, pool_url, \
+worker_name, pool_latency_ms, board_ids, board_hashrate, board_temp, board_chips_ok, \
+board_chips_total, boards_total, boards_healthy, overall_health, model, firmware_version, \
+error_message, latency_ms, extra"
+    };
+}
+
+/// [`telemetry_columns!`] as a constant.
+pub const TELEMETRY_COLUMNS: &str = telemetry_columns!();

@@ -7,6 +7,10 @@
 use std::error::Error as _;
 use std::fmt;
 
+pub mod retry;
+
+use tracing::debug;
+
 /// `Display` of a database error with the server's own words, e.g.
 /// `bigint out of range (SQLSTATE 22003)`.
 #[derive(Debug, Clone, Copy)]
@@ -43,4 +47,29 @@ impl fmt::Display for DbErrorText<'_> {
 /// [`DbErrorText`] as a `String`.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     DbErrorText(e).to_string()
+}
+
+/// Opens a connection for bulk work (the writer's COPY, the archive's
+/// exports), in UTC.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %DbErrorText(&e), "Database connection closed.");
+        }
+    });
+    client
+        // backend_flush_after: a COPY backend writes the table's pages out
+        // of its ring buffer into the page cache; with PostgreSQL's default
+        // (0) the kernel lets them pile up (1 GB dirty after a 20 s burst
+        // here) and then writes them all at once, stalling every commit's
+        // WAL fsync behind it (p99 348-475 ms at half max rate). Asking for
+        // writeback every 2 MB keeps the disk busy evenly (p99 91-228 ms in
+        // the same A/B), at no cost in rows/s.
+        .batch_execute(
+            "SET TIME ZONE 'UTC'; SET client_min_messages = warning; \
+             SET backend_flush_after = '2MB'",
+        )
+        .await?;
+    Ok(client)
 }

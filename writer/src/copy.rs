@@ -7,24 +7,9 @@
 use adit_types::{implicit_board_ids, Reject, Sample, PG_EPOCH_OFFSET_MICROS};
 use bytes::{BufMut, BytesMut};
 
-/// The telemetry columns, in the order [`encode_sample`] writes them.
-macro_rules! telemetry_columns {
-    () => {
-        "ts, site_id, miner_id, ip_address, online, \
-hashrate_ghs, hashrate_5s_ghs, hashrate_expected_ghs, temperature_avg, temperature_min, \
-temperature_max, temperature_chips, fan_speeds, frequency_avg, accepted_shares, \
-rejected_shares, hardware_errors, uptime_seconds, power_consumption, efficiency, pool_url, \
-worker_name, pool_latency_ms, board_ids, board_hashrate, board_temp, board_chips_ok, \
-board_chips_total, boards_total, boards_healthy, overall_health, model, firmware_version, \
-error_message, latency_ms, extra"
-    };
-}
-
-/// Columns of `miner_telemetry` that hold sample data (what the archive
-/// reads back).
-pub const TELEMETRY_COLUMNS: &str = telemetry_columns!();
+pub use adit_types::TELEMETRY_COLUMNS;
 /// What [`encode_sample`] writes: the sample columns, then `batch_id`.
-pub const COPY_COLUMNS: &str = concat!(telemetry_columns!(), ", batch_id");
+pub const COPY_COLUMNS: &str = concat!(adit_types::telemetry_columns!(), ", batch_id");
 const COPY_FIELD_COUNT: i16 = 37;
 
 /// Columns of `ingest_rejects` in the order [`encode_reject`] writes them.

@@ -9,13 +9,12 @@
 //! backoff; a commit whose answer was lost is checked before any retry, so
 //! a batch is never written twice.
 
-pub mod archive;
 pub mod batcher;
 pub mod copy;
 pub mod dirty;
 pub mod flush;
 pub mod partition;
-pub mod retry;
+
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,7 +126,7 @@ pub struct WriterConfig {
     /// Benchmarking only: acknowledge without writing anything.
     pub discard: bool,
     /// Where committed rows go for the Parquet archive (None: no archive).
-    pub archive: Option<archive::ArchiveHandle>,
+    pub archive: Option<adit_archive::ArchiveHandle>,
     /// Told about every committed upload's samples, after COMMIT (live
     /// state, telemetry events). Must be quick: it runs on the writer task.
     pub on_commit: Option<std::sync::Arc<dyn CommitObserver>>,

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tracing::{debug, error, info, warn};
 
-use crate::archive::ArchiveBatch;
 use crate::batcher::{self, Batch, Pending};
 use crate::flush::{self, FlushFailure, Outcome, Tables};
-use crate::{retry, Ack, Error, Result, Shared, Upload};
+use crate::{Ack, Error, Result, Shared, Upload};
+use adit_archive::ArchiveBatch;
+use adit_types::pg::retry;
 
 /// Longest idle sleep between looks at the queue (also bounds how long a
 /// worker takes to notice shutdown).
@@ -300,32 +301,8 @@ impl Connection {
             self.client = None;
         }
         if self.client.is_none() {
-            self.client = Some(connect(&self.url).await?);
+            self.client = Some(adit_types::pg::connect(&self.url).await?);
         }
         Ok(self.client.as_mut().expect("just connected"))
     }
-}
-
-/// Opens a connection for the writer, in UTC.
-pub(crate) async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(error = %adit_types::pg::DbErrorText(&e), "Writer connection closed.");
-        }
-    });
-    client
-        // backend_flush_after: a COPY backend writes the table's pages out
-        // of its ring buffer into the page cache; with PostgreSQL's default
-        // (0) the kernel lets them pile up (1 GB dirty after a 20 s burst
-        // here) and then writes them all at once, stalling every commit's
-        // WAL fsync behind it (p99 348-475 ms at half max rate). Asking for
-        // writeback every 2 MB keeps the disk busy evenly (p99 91-228 ms in
-        // the same A/B), at no cost in rows/s.
-        .batch_execute(
-            "SET TIME ZONE 'UTC'; SET client_min_messages = warning; \
-             SET backend_flush_after = '2MB'",
-        )
-        .await?;
-    Ok(client)
 }

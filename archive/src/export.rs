@@ -6,11 +6,11 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
-use crate::archive::ArchiveError;
+use crate::ArchiveError;
 
-/// The columns of `copy::TELEMETRY_COLUMNS`, with `extra` as text.
+/// The columns of `adit_types::TELEMETRY_COLUMNS`, with `extra` as text.
 fn select_list() -> String {
-    crate::copy::TELEMETRY_COLUMNS.replace("extra", "extra::text")
+    adit_types::TELEMETRY_COLUMNS.replace("extra", "extra::text")
 }
 
 pub fn sample_from_row(r: &Row) -> Sample {

@@ -19,7 +19,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::archive::ArchiveError;
+use crate::ArchiveError;
 
 /// Rows per row group: large enough for scans, small enough to skip.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;

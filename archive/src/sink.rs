@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 use tracing::{debug, warn};
 
-use crate::archive::{parquet, Archive, ArchiveError};
+use crate::{parquet, Archive, ArchiveError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -14,9 +14,9 @@ use object_store::ObjectStoreExt as _;
 use tokio_postgres::{Client, IsolationLevel};
 use tracing::{info, warn};
 
-use crate::archive::sink::{self, Kind};
-use crate::archive::verify::{self, Scope};
-use crate::archive::{export, Archive, ArchiveConfig, ArchiveError, ArchiveStats};
+use crate::sink::{self, Kind};
+use crate::verify::{self, Scope};
+use crate::{export, Archive, ArchiveConfig, ArchiveError, ArchiveStats};
 
 type Window = (i32, NaiveDate);
 
@@ -216,7 +216,7 @@ pub async fn compact(
     window: (i32, NaiveDate),
 ) -> Result<u64, ArchiveError> {
     let (site_id, day) = window;
-    let mut reader = crate::worker::connect(&cfg.database_url).await?;
+    let mut reader = adit_types::pg::connect(&cfg.database_url).await?;
     // One compaction of a window at a time, across processes (a second
     // node, `adit archive compact` or `backfill`): two of a window with no
     // live files yet would each record a copy of its rows. The lock is the

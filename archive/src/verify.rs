@@ -13,8 +13,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use tokio_postgres::Client;
 
-use crate::archive::sink::Checksum;
-use crate::archive::{Archive, ArchiveError};
+use crate::sink::Checksum;
+use crate::{Archive, ArchiveError};
 
 /// Which windows to look at.
 #[derive(Debug, Clone, Default)]

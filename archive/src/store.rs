@@ -11,7 +11,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use crate::archive::ArchiveError;
+use crate::ArchiveError;
 
 /// A store and the prefix under which the archive lives.
 #[derive(Debug, Clone)]

@@ -181,11 +181,11 @@ struct Buffer {
 async fn connect(url: &str) -> Client {
     let mut attempt = 0;
     loop {
-        match crate::worker::connect(url).await {
+        match adit_types::pg::connect(url).await {
             Ok(c) => return c,
             Err(e) => {
                 warn!(error = %e, "Archiver cannot reach PostgreSQL; retrying.");
-                tokio::time::sleep(crate::retry::backoff(attempt)).await;
+                tokio::time::sleep(adit_types::pg::retry::backoff(attempt)).await;
                 attempt += 1;
             }
         }
