@@ -206,28 +206,28 @@ pub enum RollupCommand {
 #[derive(Debug, Clone, Args)]
 pub struct RollupArgs {
     /// How long after an hour ends before it is rolled up.
-    #[arg(long, env = "ADIT_ROLLUP_GRACE", default_value = "2min", help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_ROLLUP_GRACE", default_value_t = dur(defaults().rollup.grace), help_heading = ROLLUPS)]
     pub rollup_grace: humantime::Duration,
     /// The collectors' collection interval (for uptime_pct).
-    #[arg(long, env = "ADIT_COLLECTION_INTERVAL", default_value = "60s", help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_COLLECTION_INTERVAL", default_value_t = dur(defaults().rollup.collection_interval), help_heading = ROLLUPS)]
     pub collection_interval: humantime::Duration,
     /// Days of raw telemetry kept (whole daily partitions are dropped).
-    #[arg(long, env = "ADIT_RETENTION_TELEMETRY_DAYS", default_value_t = 90, help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_RETENTION_TELEMETRY_DAYS", default_value_t = defaults().rollup.retention_of("miner_telemetry"), help_heading = ROLLUPS)]
     pub retention_telemetry_days: i32,
     /// Days of collector heartbeats kept.
-    #[arg(long, env = "ADIT_RETENTION_HEARTBEAT_DAYS", default_value_t = 7, help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_RETENTION_HEARTBEAT_DAYS", default_value_t = defaults().rollup.retention_of("agent_heartbeats"), help_heading = ROLLUPS)]
     pub retention_heartbeat_days: i32,
     /// Days of upload log kept.
-    #[arg(long, env = "ADIT_RETENTION_UPLOAD_LOG_DAYS", default_value_t = 7, help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_RETENTION_UPLOAD_LOG_DAYS", default_value_t = defaults().rollup.retention_of("upload_log"), help_heading = ROLLUPS)]
     pub retention_upload_log_days: i32,
     /// Days rejected rows (`ingest_rejects`) are kept.
-    #[arg(long, env = "ADIT_RETENTION_REJECTS_DAYS", default_value_t = 7, help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_RETENTION_REJECTS_DAYS", default_value_t = defaults().rollup.purge_of(adit_rollup::Purged::Rejects), help_heading = ROLLUPS)]
     pub retention_rejects_days: i32,
     /// Days a resolved event is kept after it was resolved.
-    #[arg(long, env = "ADIT_RETENTION_RESOLVED_EVENTS_DAYS", default_value_t = 30, help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_RETENTION_RESOLVED_EVENTS_DAYS", default_value_t = defaults().rollup.purge_of(adit_rollup::Purged::ResolvedEvents), help_heading = ROLLUPS)]
     pub retention_resolved_events_days: i32,
     /// Days the live row (`miner_live`) of a miner that stopped reporting is kept.
-    #[arg(long, env = "ADIT_RETENTION_MINER_LIVE_DAYS", default_value_t = 30, help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_RETENTION_MINER_LIVE_DAYS", default_value_t = defaults().rollup.purge_of(adit_rollup::Purged::MinerLive), help_heading = ROLLUPS)]
     pub retention_miner_live_days: i32,
 }
 
@@ -273,26 +273,26 @@ pub struct ServeArgs {
     pub no_migrate: bool,
 
     /// Address to listen on.
-    #[arg(long, env = "ADIT_LISTEN", default_value = "127.0.0.1:8080", help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_LISTEN", default_value_t = defaults().listen, help_heading = NETWORK)]
     pub listen: SocketAddr,
     /// Open client connections at most; one more is answered 503 and closed.
-    #[arg(long, env = "ADIT_MAX_CONNECTIONS", default_value_t = 10_000, help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_MAX_CONNECTIONS", default_value_t = defaults().limits.max_connections, help_heading = NETWORK)]
     pub max_connections: usize,
     /// Close a kept-alive connection after this long without a request.
-    #[arg(long, env = "ADIT_KEEP_ALIVE_TIMEOUT", default_value = "5s", help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_KEEP_ALIVE_TIMEOUT", default_value_t = dur(defaults().limits.keep_alive_timeout), help_heading = NETWORK)]
     pub keep_alive_timeout: humantime::Duration,
     /// Time a client gets to send its request headers (and to finish the
     /// TLS handshake); slower ones are disconnected (slowloris).
-    #[arg(long, env = "ADIT_HEADER_READ_TIMEOUT", default_value = "10s", help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_HEADER_READ_TIMEOUT", default_value_t = dur(defaults().limits.header_read_timeout), help_heading = NETWORK)]
     pub header_read_timeout: humantime::Duration,
     /// Time a client gets to send its whole body (400 after it).
-    #[arg(long, env = "ADIT_BODY_READ_TIMEOUT", default_value = "30s", help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_BODY_READ_TIMEOUT", default_value_t = dur(defaults().limits.body_read_timeout), help_heading = NETWORK)]
     pub body_read_timeout: humantime::Duration,
     /// Largest request head (request line plus headers); larger gets 431.
-    #[arg(long, env = "ADIT_MAX_HEADER_BYTES", default_value = "64KiB", help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_MAX_HEADER_BYTES", default_value_t = ByteSize(defaults().limits.max_header_bytes), help_heading = NETWORK)]
     pub max_header_bytes: ByteSize,
     /// How long SIGTERM waits for open requests before closing them.
-    #[arg(long, env = "ADIT_SHUTDOWN_GRACE", default_value = "30s", help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_SHUTDOWN_GRACE", default_value_t = dur(defaults().limits.shutdown_grace), help_heading = NETWORK)]
     pub shutdown_grace: humantime::Duration,
 
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs
@@ -304,59 +304,59 @@ pub struct ServeArgs {
     pub tls_key: Option<std::path::PathBuf>,
 
     /// Largest request body accepted, as sent (compressed).
-    #[arg(long, env = "ADIT_MAX_BODY_BYTES", default_value = "8MiB", help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_BODY_BYTES", default_value_t = ByteSize(defaults().limits.max_body_bytes), help_heading = LIMITS)]
     pub max_body_bytes: ByteSize,
     /// Largest request body accepted after decompression.
-    #[arg(long, env = "ADIT_MAX_DECOMPRESSED_BYTES", default_value = "32MiB", help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_DECOMPRESSED_BYTES", default_value_t = ByteSize(defaults().limits.max_decompressed_bytes), help_heading = LIMITS)]
     pub max_decompressed_bytes: ByteSize,
     /// Most rows in one upload; larger batches are refused whole (413).
-    #[arg(long, env = "ADIT_MAX_ROWS_PER_UPLOAD", default_value_t = 20_000, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_ROWS_PER_UPLOAD", default_value_t = defaults().rules.max_rows, help_heading = LIMITS)]
     pub max_rows_per_upload: usize,
     /// Bytes that uploads in flight may hold (compressed body plus twice the
     /// decompressed size); beyond it uploads get 503 at once.
-    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value = "192MiB", help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_INFLIGHT_BUDGET_BYTES", default_value_t = ByteSize(defaults().limits.inflight_budget_bytes), help_heading = LIMITS)]
     pub inflight_budget_bytes: ByteSize,
     /// Default upload rate limit per key, uploads per second (burst twice
     /// that; 0: none). `adit keys set-rate` overrides it per key.
-    #[arg(long, env = "ADIT_RATE_LIMIT_PER_KEY", default_value_t = 50.0, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_RATE_LIMIT_PER_KEY", default_value_t = defaults().limits.rate.per_s, help_heading = LIMITS)]
     pub rate_limit_per_key: f64,
     /// How long a key lookup is cached (revocations take effect within it).
-    #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value = "2s", help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value_t = dur(defaults().key_cache_ttl), help_heading = LIMITS)]
     pub key_cache_ttl: humantime::Duration,
     /// Longest `miner_id`, in characters.
-    #[arg(long, env = "ADIT_MAX_MINER_ID_CHARS", default_value_t = 64, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_MINER_ID_CHARS", default_value_t = defaults().rules.miner_id_max_chars, help_heading = LIMITS)]
     pub max_miner_id_chars: usize,
     /// Longest string field, in characters (pool_url and error_message:
     /// --max-long-string-chars); a longer one rejects its row.
-    #[arg(long, env = "ADIT_MAX_STRING_CHARS", default_value_t = 256, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_STRING_CHARS", default_value_t = defaults().rules.string_max_chars, help_heading = LIMITS)]
     pub max_string_chars: usize,
     /// Longest pool_url or error_message, in characters.
-    #[arg(long, env = "ADIT_MAX_LONG_STRING_CHARS", default_value_t = 1024, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_LONG_STRING_CHARS", default_value_t = defaults().rules.long_string_max_chars, help_heading = LIMITS)]
     pub max_long_string_chars: usize,
     /// Most items in temperature_chips.
-    #[arg(long, env = "ADIT_MAX_TEMPERATURE_CHIPS", default_value_t = 1024, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_TEMPERATURE_CHIPS", default_value_t = defaults().rules.max_temperature_chips, help_heading = LIMITS)]
     pub max_temperature_chips: usize,
     /// Most items in fan_speeds and in boards.
-    #[arg(long, env = "ADIT_MAX_FANS_AND_BOARDS", default_value_t = 32, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_FANS_AND_BOARDS", default_value_t = defaults().rules.max_fans, help_heading = LIMITS)]
     pub max_fans_and_boards: usize,
     /// Oldest sample `timestamp` accepted, relative to the server clock.
-    #[arg(long, env = "ADIT_LATENESS", default_value = "7days", help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_LATENESS", default_value_t = dur(defaults().rules.lateness), help_heading = LIMITS)]
     pub lateness: humantime::Duration,
     /// How far in the future a sample `timestamp` may be.
-    #[arg(long, env = "ADIT_MAX_FUTURE", default_value = "5min", help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_MAX_FUTURE", default_value_t = dur(defaults().rules.max_future), help_heading = LIMITS)]
     pub max_future: humantime::Duration,
 
     /// Parallel writer connections (COPY streams).
-    #[arg(long, env = "ADIT_WRITERS", default_value_t = 2, help_heading = WRITER)]
+    #[arg(long, env = "ADIT_WRITERS", default_value_t = defaults().writer.workers, help_heading = WRITER)]
     pub writers: usize,
     /// Uploads that may wait for the writer before new ones get 503.
-    #[arg(long, env = "ADIT_QUEUE_CAPACITY", default_value_t = 1024, help_heading = WRITER)]
+    #[arg(long, env = "ADIT_QUEUE_CAPACITY", default_value_t = defaults().writer.queue_capacity, help_heading = WRITER)]
     pub queue_capacity: usize,
     /// Flush a batch once it holds this many rows.
-    #[arg(long, env = "ADIT_BATCH_MAX_ROWS", default_value_t = 20_000, help_heading = WRITER)]
+    #[arg(long, env = "ADIT_BATCH_MAX_ROWS", default_value_t = defaults().writer.batch.max_rows, help_heading = WRITER)]
     pub batch_max_rows: usize,
     /// Flush a batch after this long even if it is not full.
-    #[arg(long, env = "ADIT_FLUSH_INTERVAL", default_value = "5ms", help_heading = WRITER)]
+    #[arg(long, env = "ADIT_FLUSH_INTERVAL", default_value_t = dur(defaults().writer.batch.flush_interval), help_heading = WRITER)]
     pub flush_interval: humantime::Duration,
     /// Benchmarking only: acknowledge uploads without writing them.
     #[arg(long, env = "ADIT_DISCARD", hide = true)]
@@ -368,47 +368,47 @@ pub struct ServeArgs {
     #[arg(long, env = "ADIT_ARCHIVE_URL", help_heading = ARCHIVE)]
     pub archive_url: Option<String>,
     /// A committed row reaches a Parquet file at the latest this long after.
-    #[arg(long, env = "ADIT_ARCHIVE_FLUSH_INTERVAL", default_value = "5min", help_heading = ARCHIVE)]
+    #[arg(long, env = "ADIT_ARCHIVE_FLUSH_INTERVAL", default_value_t = dur(defaults().archive_flush_interval), help_heading = ARCHIVE)]
     pub archive_flush_interval: humantime::Duration,
     /// Archive windows (site, day) are compacted this long after their day ends.
-    #[arg(long, env = "ADIT_ARCHIVE_COMPACT_AFTER", default_value = "7days 1h", help_heading = ARCHIVE)]
+    #[arg(long, env = "ADIT_ARCHIVE_COMPACT_AFTER", default_value_t = dur(defaults().archive_compact_after), help_heading = ARCHIVE)]
     pub archive_compact_after: humantime::Duration,
 
     /// How often the rollup worker looks for closed hours (0s: never;
     /// another process or `adit rollup run` does it).
-    #[arg(long, env = "ADIT_ROLLUP_INTERVAL", default_value = "60s", help_heading = ROLLUPS)]
+    #[arg(long, env = "ADIT_ROLLUP_INTERVAL", default_value_t = dur(defaults().rollup.interval), help_heading = ROLLUPS)]
     pub rollup_interval: humantime::Duration,
     #[command(flatten)]
     pub rollup: RollupArgs,
 
     /// How often the latest state per miner is written to miner_live
     /// (a miner costs at most one row write per interval).
-    #[arg(long, env = "ADIT_LIVE_FLUSH_INTERVAL", default_value = "5s", help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_LIVE_FLUSH_INTERVAL", default_value_t = dur(defaults().control.live_flush_interval), help_heading = CONTROL)]
     pub live_flush_interval: humantime::Duration,
     /// Do not track live state or raise telemetry events.
     #[arg(long, env = "ADIT_NO_LIVE", help_heading = CONTROL)]
     pub no_live: bool,
     /// Most miners one site tracks live; rows of more are stored but raise
     /// no live state or events (logged, and counted in /metrics).
-    #[arg(long, env = "ADIT_LIVE_MAX_MINERS_PER_SITE", default_value_t = 100_000, help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_LIVE_MAX_MINERS_PER_SITE", default_value_t = defaults().control.live_max_miners_per_site, help_heading = CONTROL)]
     pub live_max_miners_per_site: usize,
     /// A miner silent this long leaves the live state; its open telemetry
     /// events are resolved (resolved_by 'evicted').
-    #[arg(long, env = "ADIT_LIVE_EVICT_AFTER", default_value = "24h", help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_LIVE_EVICT_AFTER", default_value_t = dur(defaults().control.live_evict_after), help_heading = CONTROL)]
     pub live_evict_after: humantime::Duration,
     /// How often command timeouts, expiry and collector silence are checked.
-    #[arg(long, env = "ADIT_CONTROL_SWEEP_INTERVAL", default_value = "5s", help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_CONTROL_SWEEP_INTERVAL", default_value_t = dur(defaults().control.sweep_interval), help_heading = CONTROL)]
     pub control_sweep_interval: humantime::Duration,
     /// A collector's heartbeat interval when its heartbeat does not say;
     /// silent for 3 intervals raises agent_offline.
-    #[arg(long, env = "ADIT_HEARTBEAT_INTERVAL", default_value = "30s", help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_HEARTBEAT_INTERVAL", default_value_t = dur(defaults().control.heartbeat_interval), help_heading = CONTROL)]
     pub heartbeat_interval: humantime::Duration,
     /// high_temperature opens when temperature_max is above this (°C).
-    #[arg(long, env = "ADIT_HIGH_TEMPERATURE_C", default_value_t = 85.0, help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_HIGH_TEMPERATURE_C", default_value_t = defaults().control.high_temperature_c, help_heading = CONTROL)]
     pub high_temperature_c: f64,
     /// hashrate_drop opens when hashrate_ghs is under this share of
     /// hashrate_expected_ghs.
-    #[arg(long, env = "ADIT_HASHRATE_DROP_SHARE", default_value_t = 0.7, help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_HASHRATE_DROP_SHARE", default_value_t = defaults().control.hashrate_drop_share, help_heading = CONTROL)]
     pub hashrate_drop_share: f64,
 }
 
@@ -463,6 +463,18 @@ const ARCHIVE: &str = "Archive";
 const ROLLUPS: &str = "Rollups and retention";
 const CONTROL: &str = "Control plane";
 
+/// The defaults `adit serve` shows and uses: the stage configs' own
+/// (`Limits`, `Rules`, `WriterConfig`, `ControlConfig`, `RollupConfig` and
+/// `ServeConfig` itself), so each default is written once.
+fn defaults() -> ServeConfig {
+    ServeConfig::new(String::new())
+}
+
+/// A duration as clap shows and parses it (`5s`, `7days 1h`).
+fn dur(d: std::time::Duration) -> humantime::Duration {
+    d.into()
+}
+
 impl ServeArgs {
     pub fn into_config(self) -> ServeConfig {
         let mut c = ServeConfig::new(self.db.database_url);
@@ -474,7 +486,7 @@ impl ServeArgs {
         c.writer.workers = self.writers;
         c.writer.queue_capacity = self.queue_capacity;
         c.writer.batch.max_rows = self.batch_max_rows;
-        c.writer.batch.max_age = self.flush_interval.into();
+        c.writer.batch.flush_interval = self.flush_interval.into();
         c.writer.discard = self.discard;
         c.limits.max_body_bytes = self.max_body_bytes.into();
         c.limits.max_decompressed_bytes = self.max_decompressed_bytes.into();
@@ -496,7 +508,7 @@ impl ServeArgs {
         c.rules.max_fans = self.max_fans_and_boards;
         c.rules.max_boards = self.max_fans_and_boards;
         c.limits.inflight_budget_bytes = self.inflight_budget_bytes.into();
-        c.limits.rate = adit_ingest::limits::Rate {
+        c.limits.rate = adit_server::limits::Rate {
             per_s: self.rate_limit_per_key,
             burst: (2.0 * self.rate_limit_per_key).max(1.0),
         };
@@ -513,5 +525,43 @@ impl ServeArgs {
         c.rollup = self.rollup.into_config();
         c.rollup.interval = self.rollup_interval.into();
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `adit serve` with no options runs on exactly the stage configs'
+    /// defaults: each option's default comes from the field it sets, and
+    /// `into_config` puts it back there.
+    #[test]
+    fn serve_without_options_is_the_stage_defaults() {
+        let cli = Cli::try_parse_from(["adit", "serve", "--database-url", "postgres://x/y"])
+            .expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let got = args.into_config();
+        let want = ServeConfig::new("postgres://x/y");
+        let show = |c: &ServeConfig| {
+            format!(
+                "{} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {} {} {:?}",
+                c.listen,
+                c.limits,
+                c.rules,
+                c.writer.batch,
+                c.control,
+                c.rollup,
+                c.writer.workers,
+                c.writer.queue_capacity,
+                c.key_cache_ttl,
+                c.archive_flush_interval.as_secs(),
+                c.archive_compact_after.as_secs(),
+                c.tls,
+            )
+        };
+        assert_eq!(show(&got), show(&want));
+        assert!(got.migrate && got.archive_url.is_none() && !got.writer.discard);
     }
 }

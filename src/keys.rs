@@ -5,7 +5,7 @@ use std::str::FromStr;
 use anyhow::bail;
 use tokio_postgres::Client;
 
-use adit_ingest::auth;
+use adit_control::keys as auth;
 
 /// Which key `adit keys revoke` means: its numeric id, or the key itself
 /// (found by its hash, so someone holding only the key can revoke it).

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context as _};
 
-use adit_ingest::auth;
+use adit_control::keys as auth;
 use adit_load::LoadArgs;
 
 use crate::{db, migrate};

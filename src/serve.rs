@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adit_archive::{Archive, ArchiveConfig, Archiver};
-use adit_ingest::auth::KeyCache;
-use adit_ingest::idempotency::InFlight;
 use adit_ingest::validate::Rules;
-use adit_ingest::{Limits, State};
+use adit_server::auth::KeyCache;
+use adit_server::{Limits, State};
 use adit_types::pg::DbErrorText;
+use adit_writer::idempotency::InFlight;
 use adit_writer::{partition, Writer, WriterConfig};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -82,7 +82,7 @@ impl ServeConfig {
                 ..Default::default()
             },
             limits: Limits {
-                rate: adit_ingest::limits::Rate {
+                rate: adit_server::limits::Rate {
                     per_s: 0.0,
                     burst: 0.0,
                 },
@@ -108,7 +108,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let tls = match &config.tls {
-        Some((cert, key)) => Some(adit_ingest::tls_acceptor(cert, key).with_context(|| {
+        Some((cert, key)) => Some(adit_server::tls_acceptor(cert, key).with_context(|| {
             format!(
                 "cannot use --tls-cert {} / --tls-key {}",
                 cert.display(),
@@ -117,7 +117,7 @@ pub async fn run(
         })?),
         None => None,
     };
-    match adit_ingest::listen::raise_fd_limit() {
+    match adit_server::listen::raise_fd_limit() {
         Ok(n) if (n as usize) < config.limits.max_connections + 256 => warn!(
             open_files = n,
             max_connections = config.limits.max_connections,
@@ -150,7 +150,7 @@ pub async fn run(
         config.maintenance_interval,
         client,
     ));
-    let metrics = adit_ingest::metrics::Metrics::default();
+    let metrics = adit_server::metrics::Metrics::default();
     let rollups = (!config.rollup.interval.is_zero()).then(|| {
         let gauges = RollupGauges {
             lag_s: metrics.rollup_lag_s.clone(),
@@ -184,7 +184,7 @@ pub async fn run(
         metrics,
         archive: archiver.as_ref().map(|a| a.handle.stats.clone()),
         rate_limiter: Default::default(),
-        budget: adit_ingest::limits::ByteBudget::new(config.limits.inflight_budget_bytes),
+        budget: adit_server::limits::ByteBudget::new(config.limits.inflight_budget_bytes),
         control: control.clone(),
     });
     info!(
@@ -195,7 +195,7 @@ pub async fn run(
         max_connections = config.limits.max_connections,
         "adit is serving."
     );
-    adit_ingest::run(listener, state, tls, shutdown).await;
+    adit_server::run(listener, state, tls, shutdown).await;
     info!("Draining the writer.");
     writer.shutdown().await;
     if let Some(archiver) = archiver {
@@ -270,13 +270,7 @@ async fn tend(client: &tokio_postgres::Client) {
     {
         warn!(error = %e, "Could not create partitions ahead.");
     }
-    match client
-        .execute(
-            "DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours'",
-            &[],
-        )
-        .await
-    {
+    match adit_writer::idempotency::purge(client).await {
         Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
         Ok(_) => {}
         Err(e) => warn!(error = %DbErrorText(&e), "Could not expire idempotency keys."),

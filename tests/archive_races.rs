@@ -138,13 +138,13 @@ async fn two_uploads_of_one_site_in_one_batch_are_archived_whole() {
     let mut wc = WriterConfig::test_config(db_url.clone());
     wc.workers = 1;
     // Long enough that both uploads join one batch.
-    wc.batch.max_age = Duration::from_secs(1);
+    wc.batch.flush_interval = Duration::from_secs(1);
     wc.archive = Some(archiver.handle.clone());
     let writer = Writer::spawn(wc);
     let a = writer.handle.submit(upload(7, "a", 3)).unwrap();
     let b = writer.handle.submit(upload(7, "b", 2)).unwrap();
-    assert!(matches!(a.await.unwrap().unwrap(), Ack::Committed(_)));
-    assert!(matches!(b.await.unwrap().unwrap(), Ack::Committed(_)));
+    assert!(matches!(a.await.unwrap().unwrap(), Ack::Committed { .. }));
+    assert!(matches!(b.await.unwrap().unwrap(), Ack::Committed { .. }));
     let batches: i64 = db
         .query_one("SELECT count(DISTINCT batch_id) FROM miner_telemetry", &[])
         .await
@@ -182,7 +182,7 @@ async fn committed_unarchived(
     let u = upload(site, tag, n);
     let sent = u.samples.clone();
     let ack = writer.handle.submit(u).unwrap().await.unwrap().unwrap();
-    assert!(matches!(ack, Ack::Committed(_)));
+    assert!(matches!(ack, Ack::Committed { .. }));
     writer.shutdown().await;
     let db = connect(db_url).await;
     let batch: i64 = db
@@ -494,7 +494,7 @@ async fn two_backfills_at_once_archive_a_window_once() {
     let (dir, url) = temp_archive("twobackfills");
     let writer = Writer::spawn(WriterConfig::test_config(db_url.clone()));
     let ack = writer.handle.submit(upload(11, "b", 2_000)).unwrap();
-    assert!(matches!(ack.await.unwrap().unwrap(), Ack::Committed(_)));
+    assert!(matches!(ack.await.unwrap().unwrap(), Ack::Committed { .. }));
     writer.shutdown().await;
     assert_eq!(
         check(&db, &url).await[0].status(),

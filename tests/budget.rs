@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adit_ingest::auth::{KeyCache, KeyCacheConfig};
+use adit_server::auth::{KeyCache, KeyCacheConfig};
 use common::*;
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -219,7 +219,7 @@ async fn a_flood_of_unknown_keys_never_evicts_a_real_one() {
     let db_url = fresh_database("keycache_flood").await;
     let mut db = connect(&db_url).await;
     adit::migrate::migrate(&mut db).await.unwrap();
-    let (_, real) = adit_ingest::auth::create_key(&db, Some(1), None)
+    let (_, real) = adit_control::keys::create_key(&db, Some(1), None)
         .await
         .unwrap();
     let pool = adit::db::pool(&db_url, 4).unwrap();

@@ -39,7 +39,7 @@ fn code(v: &Value) -> &str {
 async fn each_endpoint_reads_only_the_credential_the_api_defines() {
     let srv = TestServer::start("cred_headers").await;
     let key = srv.key(1).await;
-    let (_, admin) = adit_ingest::auth::create_key(&srv.db, None, Some("admin"))
+    let (_, admin) = adit_control::keys::create_key(&srv.db, None, Some("admin"))
         .await
         .unwrap();
     assert!(admin.starts_with("hsa_"), "new admin tokens: {admin}");
@@ -139,7 +139,7 @@ async fn an_old_hsc_admin_token_keeps_working() {
     srv.db
         .execute(
             "INSERT INTO collector_keys (key_hash, site_id, is_admin) VALUES ($1, NULL, true)",
-            &[&&adit_ingest::auth::hash_key(&old)[..]],
+            &[&&adit_control::keys::hash_key(&old)[..]],
         )
         .await
         .unwrap();
@@ -198,7 +198,7 @@ async fn heartbeats_and_polls_are_rate_limited_per_key() {
     srv.db
         .execute(
             "UPDATE collector_keys SET uploads_per_s = 1 WHERE key_hash = $1",
-            &[&&adit_ingest::auth::hash_key(&key)[..]],
+            &[&&adit_control::keys::hash_key(&key)[..]],
         )
         .await
         .unwrap();

@@ -52,7 +52,7 @@ async fn database_errors_show_the_message_and_sqlstate() {
         "{control}"
     );
     let e = client.query_one("SELECT 1/0", &[]).await.unwrap_err();
-    let adit_ingest::Error::DatabaseUnavailable { reason } = adit_ingest::Error::from(e) else {
+    let adit_server::Error::DatabaseUnavailable { reason } = adit_server::Error::from(e) else {
         panic!("a database error is DatabaseUnavailable")
     };
     assert_eq!(reason, "division by zero (SQLSTATE 22012)");
@@ -85,8 +85,9 @@ async fn an_exhausted_pool_refuses_instead_of_queueing_forever() {
         panic!("a second connection from a pool of one was neither refused nor given")
     };
     assert!(matches!(e, deadpool_postgres::PoolError::Timeout(_)), "{e}");
-    let control = adit_control::ControlError::from(e);
-    assert_eq!(control.status(), 503);
+    let control = adit_server::Error::from(adit_control::ControlError::from(e));
+    assert_eq!(control.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(control.code(), "database_unavailable");
     drop(held);
     assert!(pool.get().await.is_ok(), "the pool serves again once freed");
 }

@@ -360,7 +360,7 @@ async fn a_lost_commit_answer_after_a_duplicate_writes_nothing_twice() {
     let mut wc = adit_writer::WriterConfig::test_config(proxy.url_through(&db_url));
     wc.workers = 1;
     // Long enough that the two uploads below share one batch.
-    wc.batch.max_age = Duration::from_secs(1);
+    wc.batch.flush_interval = Duration::from_secs(1);
     let writer = adit_writer::Writer::spawn(wc);
     let first = writer
         .handle
@@ -368,7 +368,7 @@ async fn a_lost_commit_answer_after_a_duplicate_writes_nothing_twice() {
         .unwrap();
     assert!(matches!(
         first.await.unwrap().unwrap(),
-        adit_writer::Ack::Committed(_)
+        adit_writer::Ack::Committed { .. }
     ));
 
     proxy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -380,7 +380,7 @@ async fn a_lost_commit_answer_after_a_duplicate_writes_nothing_twice() {
     assert_eq!(retry.await.unwrap().unwrap(), adit_writer::Ack::Duplicate);
     assert!(matches!(
         other.await.unwrap().unwrap(),
-        adit_writer::Ack::Committed(_)
+        adit_writer::Ack::Committed { .. }
     ));
     assert_eq!(
         proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),

@@ -226,7 +226,7 @@ async fn connections_over_the_cap_get_503_and_idle_ones_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_connections_and_slow_clients_do_not_stop_collectors() {
-    adit_ingest::listen::raise_fd_limit().unwrap();
+    adit_server::listen::raise_fd_limit().unwrap();
     const IDLE: usize = 2_000;
     const SLOW_HEADERS: usize = 50;
     const SLOW_BODIES: usize = 50;

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write as _;
 use std::time::Duration;
 
-use adit_ingest::limits::Rate;
+use adit_server::limits::Rate;
 use common::*;
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -282,7 +282,7 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
         .await
         .unwrap()
         .get(0);
-    assert!(adit_ingest::auth::set_rate_limit(&srv.db, id, Some(0.0))
+    assert!(adit_control::keys::set_rate_limit(&srv.db, id, Some(0.0))
         .await
         .unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await; // key cache TTL in tests

@@ -54,7 +54,7 @@ async fn keys_list_shows_a_prefix_and_revoke_takes_the_key_itself() {
     let old_id: i32 = db
         .query_one(
             "INSERT INTO collector_keys (key_hash, site_id) VALUES ($1, 4) RETURNING id",
-            &[&&adit_ingest::auth::hash_key(&old)[..]],
+            &[&&adit_control::keys::hash_key(&old)[..]],
         )
         .await
         .unwrap()

@@ -189,5 +189,5 @@ fn every_ref_resolves_under_components() {
 
 #[test]
 fn the_served_document_is_the_kept_one() {
-    assert_eq!(adit_ingest::server::OPENAPI_JSON, DOC);
+    assert_eq!(adit_server::OPENAPI_JSON, DOC);
 }

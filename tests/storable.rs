@@ -155,7 +155,7 @@ async fn a_refused_upload_never_fails_the_others_in_its_batch() {
     adit::migrate::migrate(&mut db).await.unwrap();
     let mut config = WriterConfig::test_config(db_url.clone());
     config.workers = 1;
-    config.batch.max_age = Duration::from_millis(300);
+    config.batch.flush_interval = Duration::from_millis(300);
     let writer = Writer::spawn(config);
     let poison = [
         r#"{"junk":1e200000}"#,
@@ -184,7 +184,7 @@ async fn a_refused_upload_never_fails_the_others_in_its_batch() {
                 "{answer:?}"
             );
         } else {
-            assert!(matches!(answer, Ok(Ack::Committed(_))), "{answer:?}");
+            assert!(matches!(answer, Ok(Ack::Committed { .. })), "{answer:?}");
             committed += 1;
         }
     }

@@ -172,7 +172,7 @@ async fn whole_batch_errors_write_nothing() {
         .await
         .unwrap()
         .get(0);
-    assert!(adit_ingest::auth::revoke_key(&srv.db, id).await.unwrap());
+    assert!(adit_control::keys::revoke_key(&srv.db, id).await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let before_rows = srv.count("SELECT count(*) FROM miner_telemetry").await;
     let before_logs = srv.count("SELECT count(*) FROM upload_log").await;

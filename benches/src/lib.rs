@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use adit_ingest::decode::{self, Encoding};
 use adit_ingest::validate::{self, Parsed, Rules};
-use adit_ingest::Limits;
 use adit_load::fleet::Fleet;
 use adit_types::Sample;
 use adit_writer::copy;
@@ -63,7 +62,7 @@ pub fn gzip(data: &[u8]) -> Bytes {
 
 /// The server's default cap on a decompressed body.
 pub fn decompressed_limit() -> usize {
-    Limits::default().max_decompressed_bytes
+    decode::DEFAULT_MAX_DECOMPRESSED_BYTES
 }
 
 /// The current time in Unix microseconds (the rows carry no timestamp, so

@@ -1,8 +1,8 @@
-//! Control-plane failures, each with its HTTP status and machine code.
+//! Control-plane failures. The server gives each its HTTP status and
+//! machine code; [`ControlError::client_message`] and
+//! [`ControlError::details`] are what the client reads.
 
 use serde_json::Value;
-
-use crate::reply::Reply;
 
 pub type Result<T, E = ControlError> = std::result::Result<T, E>;
 
@@ -33,7 +33,7 @@ pub enum ControlError {
     #[error("{reason}")]
     Conflict { reason: String },
     /// The database's own words (message and SQLSTATE) go to the log,
-    /// never to the client (see [`ControlError::into_reply`]).
+    /// never to the client (see [`ControlError::client_message`]).
     #[error("database unavailable: {reason}")]
     Database { reason: String },
 }
@@ -50,59 +50,27 @@ impl ControlError {
         }
     }
 
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::BadRequest { .. } | Self::Unstorable { .. } => 400,
-            Self::Forbidden { .. } => 403,
-            Self::NotFound => 404,
-            Self::MethodNotAllowed => 405,
-            Self::Conflict { .. } => 409,
-            Self::Database { .. } => 503,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest { .. } => "invalid_request",
-            Self::Unstorable { .. } => "unstorable_value",
-            Self::Forbidden { .. } => "forbidden",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::Conflict { .. } => "conflict",
-            Self::Database { .. } => "database_unavailable",
-        }
-    }
-
     /// What the client reads: a database failure is not described to it.
-    fn client_message(&self) -> String {
+    pub fn client_message(&self) -> String {
         match self {
             Self::Database { .. } => "database unavailable; retry later".into(),
             _ => self.to_string(),
         }
     }
 
-    pub fn into_reply(self) -> Reply {
-        if let Self::Database { reason } = &self {
-            tracing::error!(%reason, "Control-plane request failed.");
-        } else {
-            tracing::warn!(code = self.code(), error = %self, "Control-plane request refused.");
-        }
-        let details = match &self {
+    /// The `details` of the error envelope: the fields at fault.
+    pub fn details(&self) -> Value {
+        match self {
             Self::BadRequest { details, .. } => serde_json::to_value(details).unwrap_or_default(),
             Self::Unstorable { field, reason } => serde_json::json!([{
                 "field": field, "reason": reason
             }]),
-            _ => serde_json::json!([]),
-        };
-        Reply::envelope(
-            self.status(),
-            false,
-            &[
-                ("error", Value::String(self.client_message())),
-                ("code", Value::String(self.code().into())),
-                ("details", details),
-            ],
-        )
+            Self::NotFound
+            | Self::MethodNotAllowed
+            | Self::Forbidden { .. }
+            | Self::Conflict { .. }
+            | Self::Database { .. } => serde_json::json!([]),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod commands;
 mod error;
 pub mod events;
 pub mod heartbeat;
+pub mod keys;
 pub mod live;
 pub mod read;
 mod reply;
@@ -23,7 +24,7 @@ pub mod sweep;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use error::{ControlError, Result};
+pub use error::{ControlError, Detail, Result};
 pub use reply::Reply;
 
 /// Who is asking: resolved by the front door from the request's key.
@@ -171,11 +172,10 @@ impl Control {
         )
     }
 
-    /// Answers one authenticated request.
-    pub async fn handle(&self, req: Request<'_>, who: Principal) -> Reply {
-        self.route(&req, who)
-            .await
-            .unwrap_or_else(ControlError::into_reply)
+    /// Answers one authenticated request: a 200 body, or the error the
+    /// server turns into its status and error envelope.
+    pub async fn handle(&self, req: Request<'_>, who: Principal) -> Result<Reply> {
+        self.route(&req, who).await
     }
 
     async fn route(&self, req: &Request<'_>, who: Principal) -> Result<Reply> {

@@ -4,5 +4,8 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    adit_ingest::fuzzing::check(data);
+    let mut buf = bytes::BytesMut::new();
+    adit_ingest::fuzzing::check(data, |sample| {
+        adit_writer::copy::encode_sample(&mut buf, 1, None, sample);
+    });
 });

@@ -1,30 +1,11 @@
-//! Whole-request failures of the front door, each with its HTTP status and
-//! machine-readable code. Row-level problems are not errors: they become
-//! `RowError`s in a 200 answer.
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Response, StatusCode};
+//! Why a whole body is refused. Row-level problems are not errors: they
+//! become `RowError`s in the answer. The server maps each variant to its
+//! HTTP status and machine code.
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Missing, unknown or revoked credential; `reason` says which.
-    #[error("Invalid API key: {reason}")]
-    InvalidKey { reason: &'static str },
-    /// A valid admin token where a collector key belongs.
-    #[error(
-        "an admin token was sent where a collector key belongs: send the site's collector \
-         key (hsc_...) in X-Collector-Key; admin tokens go in Authorization: Bearer on the \
-         admin endpoints"
-    )]
-    AdminTokenAsCollectorKey,
-    #[error("no such endpoint")]
-    NotFound,
-    #[error("method not allowed on this endpoint")]
-    MethodNotAllowed,
     #[error("body is not valid JSON: {reason}")]
     MalformedJson { reason: String },
     #[error("body must be a JSON array of samples")]
@@ -36,200 +17,16 @@ pub enum Error {
         encoding: &'static str,
         reason: String,
     },
-    #[error("could not read the request body: {reason}")]
-    BodyRead { reason: String },
-    #[error("body larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
     #[error("decompressed body larger than {limit} bytes")]
     DecompressedTooLarge { limit: usize },
     #[error("batch of {rows} rows exceeds the limit of {limit} rows; split it")]
     TooManyRows { rows: usize, limit: usize },
     #[error("unsupported Content-Encoding {0:?}; use gzip, deflate, zstd or identity")]
     UnsupportedEncoding(String),
-    #[error("unsupported Content-Type {0:?}; send Content-Type: application/json (or none)")]
-    UnsupportedMediaType(String),
     /// A compressed body whose `Content-Encoding` does not say so.
     #[error(
         "the body is {encoding} data but Content-Encoding does not say so; add the header \
          Content-Encoding: {encoding}"
     )]
     MissingContentEncoding { encoding: &'static str },
-    #[error("Idempotency-Key must be 1-128 printable ASCII characters")]
-    InvalidIdempotencyKey,
-    #[error("Idempotency-Key already used with a different body")]
-    IdempotencyConflict,
-    #[error("too many requests for this key; retry in {retry_after_s} s")]
-    RateLimited { retry_after_s: u64 },
-    #[error("requests in flight hold the whole memory budget ({budget_kib} KiB); retry later")]
-    Overloaded { budget_kib: usize },
-    #[error("ingest queue is full ({capacity} uploads waiting); retry later")]
-    QueueFull { capacity: usize },
-    #[error("server is shutting down; retry later")]
-    ShuttingDown,
-    #[error("database unavailable; retry later")]
-    DatabaseUnavailable { reason: String },
-    /// Every pooled connection stayed busy for the pool wait timeout.
-    #[error("all database connections are busy (waited {waited_ms} ms); retry later")]
-    DatabaseBusy { waited_ms: u64 },
-    #[error("not ready: {reason}")]
-    NotReady { reason: String },
-    #[error("internal error; the upload was not written")]
-    Internal { reason: String },
-}
-
-/// Seconds a client should wait before retrying a 503.
-const RETRY_AFTER_SECS: &str = "1";
-
-impl Error {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidKey { .. } => StatusCode::UNAUTHORIZED,
-            Self::AdminTokenAsCollectorKey => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::MalformedJson { .. } | Self::NotAnArray | Self::TooDeep { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::BadEncoding { .. } | Self::BodyRead { .. } | Self::InvalidIdempotencyKey => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::BodyTooLarge { .. }
-            | Self::DecompressedTooLarge { .. }
-            | Self::TooManyRows { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedEncoding(_)
-            | Self::UnsupportedMediaType(_)
-            | Self::MissingContentEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::QueueFull { .. }
-            | Self::Overloaded { .. }
-            | Self::ShuttingDown
-            | Self::DatabaseUnavailable { .. }
-            | Self::DatabaseBusy { .. }
-            | Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The machine-readable `code` of the error body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidKey { .. } => "invalid_key",
-            Self::AdminTokenAsCollectorKey => "admin_token_not_collector_key",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::MalformedJson { .. } | Self::NotAnArray | Self::TooDeep { .. } => {
-                "malformed_json"
-            }
-            Self::BadEncoding { .. } => "bad_encoding",
-            Self::BodyRead { .. } => "bad_request",
-            Self::BodyTooLarge { .. }
-            | Self::DecompressedTooLarge { .. }
-            | Self::TooManyRows { .. } => "payload_too_large",
-            Self::UnsupportedEncoding(_) => "unsupported_encoding",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::MissingContentEncoding { .. } => "missing_content_encoding",
-            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
-            Self::IdempotencyConflict => "idempotency_conflict",
-            Self::QueueFull { .. } => "queue_full",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Overloaded { .. } => "overloaded",
-            Self::ShuttingDown => "shutting_down",
-            Self::DatabaseUnavailable { .. } => "database_unavailable",
-            Self::DatabaseBusy { .. } => "database_busy",
-            Self::NotReady { .. } => "not_ready",
-            Self::Internal { .. } => "internal_error",
-        }
-    }
-
-    /// The error envelope of SPEC §2, with `Retry-After` on 503.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let status = self.status();
-        if status.is_server_error() {
-            let database = match &self {
-                Self::DatabaseUnavailable { reason } => reason.as_str(),
-                _ => "",
-            };
-            tracing::error!(code = self.code(), error = %self, database, "Request failed.");
-        } else {
-            tracing::warn!(code = self.code(), error = %self, "Request refused.");
-        }
-        let mut body = String::with_capacity(128);
-        body.push_str(r#"{"success":false,"error":"#);
-        adit_types::push_json_string(&mut body, &self.to_string());
-        body.push_str(r#","code":""#);
-        body.push_str(self.code());
-        body.push_str(r#"","details":[]}"#);
-        let retry_after = match &self {
-            Self::RateLimited { retry_after_s } => Some(HeaderValue::from(*retry_after_s)),
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
-                Some(HeaderValue::from_static(RETRY_AFTER_SECS))
-            }
-            _ => None,
-        };
-        let mut resp = json_response(status, body);
-        if let Some(v) = retry_after {
-            resp.headers_mut().insert(RETRY_AFTER, v);
-        }
-        resp
-    }
-}
-
-impl From<adit_writer::Error> for Error {
-    fn from(e: adit_writer::Error) -> Self {
-        use adit_writer::Error as W;
-        match e {
-            W::QueueFull { capacity } => Self::QueueFull { capacity },
-            W::ShuttingDown => Self::ShuttingDown,
-            W::Unavailable { .. } | W::Database(_) => Self::DatabaseUnavailable {
-                reason: e.to_string(),
-            },
-            W::CopyCount { .. } | W::Refused { .. } => Self::Internal {
-                reason: e.to_string(),
-            },
-        }
-    }
-}
-
-impl From<tokio_postgres::Error> for Error {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::DatabaseUnavailable {
-            reason: adit_types::pg::describe(&e),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::DatabaseUnavailable {
-            reason: match &e {
-                deadpool_postgres::PoolError::Backend(db) => adit_types::pg::describe(db),
-                _ => e.to_string(),
-            },
-        }
-    }
-}
-
-/// A JSON response with the given status and body.
-pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn service_unavailable_carries_retry_after() {
-        let resp = Error::QueueFull { capacity: 4 }.into_response();
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(resp.headers()[RETRY_AFTER], "1");
-        let resp = Error::InvalidKey { reason: "missing" }.into_response();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert!(resp.headers().get(RETRY_AFTER).is_none());
-    }
 }

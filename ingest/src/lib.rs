@@ -1,25 +1,54 @@
-//! adit's front door.
+//! adit's ingest stage: from the bytes of an upload to a typed
+//! [`Upload`], with nothing of HTTP, the database or the writer in it.
 //!
-//! Data comes from edge collectors as HTTP uploads (gzip/deflate/zstd JSON
-//! arrays of per-miner samples). The front door authenticates the
-//! collector key ([`auth`]), reads and decompresses the body within limits
-//! ([`decode`]), parses and validates rows into typed samples
-//! ([`validate`]), and hands each upload to the writer's bounded queue.
-//! It answers only after the writer reports the upload committed;
-//! [`idempotency`] makes retries exactly-once.
+//! A body is decompressed within limits ([`decode`]), parsed and validated
+//! row by row into typed samples and refused rows ([`validate`]), and
+//! wrapped with where it came from ([`upload`]). A body that cannot be read
+//! at all is an [`Error`]; a row that breaks a rule is only that row's
+//! reject.
 
-pub mod auth;
 pub mod decode;
 mod error;
 pub mod fuzzing;
-pub mod idempotency;
 pub mod json;
-pub mod limits;
-pub mod listen;
-pub mod metrics;
-pub mod server;
 pub mod validate;
 
-pub use error::{json_response, Error, Result};
-pub use listen::{run, tls_acceptor};
-pub use server::{handle, Limits, State};
+use std::time::Instant;
+
+use adit_types::{Idempotency, Upload};
+
+pub use error::{Error, Result};
+
+/// Where an upload came from, as the front door learned it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub site_id: i32,
+    pub key_id: i32,
+    /// When the request arrived, and the same moment as Unix microseconds
+    /// (the sample time of rows without one).
+    pub received_at: Instant,
+    pub received_at_micros: i64,
+    /// Body bytes as received (compressed).
+    pub bytes_in: usize,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// Parses and validates a decompressed body into an [`Upload`] with the
+/// random `upload_id` that links its log row, rejects and log lines.
+pub fn upload(raw: &[u8], origin: Origin, rules: &validate::Rules) -> Result<Upload> {
+    let parsed = validate::parse_batch(raw, rules, origin.received_at_micros)?;
+    Ok(Upload {
+        upload_id: rand::random::<i64>() & i64::MAX,
+        site_id: origin.site_id,
+        key_id: origin.key_id,
+        received_at: origin.received_at,
+        received_at_micros: origin.received_at_micros,
+        samples: parsed.samples,
+        rejects: parsed.rejects,
+        summary: parsed.summary,
+        idempotency: origin.idempotency,
+        bytes_in: origin.bytes_in as u32,
+        bytes_raw: raw.len() as u32,
+        processing_time_ms: 0,
+    })
+}

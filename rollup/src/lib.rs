@@ -82,6 +82,22 @@ impl Default for RollupConfig {
 }
 
 impl RollupConfig {
+    /// Days of `table` kept (0 when it has no retention).
+    pub fn retention_of(&self, table: &str) -> i32 {
+        self.retention_days
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(0, |(_, days)| *days)
+    }
+
+    /// Days the rows of `what` are kept (0 when they are not purged).
+    pub fn purge_of(&self, what: Purged) -> i32 {
+        self.purge_days
+            .iter()
+            .find(|(p, _)| *p == what)
+            .map_or(0, |(_, days)| *days)
+    }
+
     /// Samples a miner sends per hour at the collection interval.
     pub fn expected_samples_per_hour(&self) -> f64 {
         3600.0 / self.collection_interval.as_secs_f64().max(1.0)

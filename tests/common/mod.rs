@@ -121,7 +121,7 @@ impl TestServer {
     }
 
     pub async fn key(&self, site: i32) -> String {
-        adit_ingest::auth::create_key(&self.db, Some(site), Some("test"))
+        adit_control::keys::create_key(&self.db, Some(site), Some("test"))
             .await
             .unwrap()
             .1
@@ -258,7 +258,7 @@ pub async fn spawn_with_key(name: &str, site: i32, args: &[&str], env: &[(&str, 
     let child = spawn_adit(&db_url, port, args, env);
     wait_healthy(port).await;
     let db = connect(&db_url).await;
-    let key = adit_ingest::auth::create_key(&db, Some(site), None)
+    let key = adit_control::keys::create_key(&db, Some(site), None)
         .await
         .unwrap()
         .1;
@@ -348,7 +348,7 @@ pub async fn send(
 
 /// A new admin token in the server's database.
 pub async fn admin_token(server: &TestServer) -> String {
-    adit_ingest::auth::create_key(&server.db, None, Some("admin"))
+    adit_control::keys::create_key(&server.db, None, Some("admin"))
         .await
         .unwrap()
         .1

@@ -7,6 +7,11 @@
 //! unknown fields of a sample travel as one verbatim JSON object text.
 
 pub mod pg;
+mod upload;
+
+pub use upload::{
+    parse_idempotency_key, Idempotency, Upload, IDEMPOTENCY_LIFETIME, MAX_IDEMPOTENCY_KEY_LEN,
+};
 
 use std::fmt::Write as _;
 
@@ -173,6 +178,25 @@ pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// The columns of `miner_telemetry` that hold a [`Sample`], in the order
+/// the writer's COPY encoder writes them and the archive reads them back
+/// (a macro so that `concat!` can extend it).
+#[macro_export]
+macro_rules! telemetry_columns {
+    () => {
+        "ts, site_id, miner_id, ip_address, online, \
+hashrate_ghs, hashrate_5s_ghs, hashrate_expected_ghs, temperature_avg, temperature_min, \
+temperature_max, temperature_chips, fan_speeds, frequency_avg, accepted_shares, \
+rejected_shares, hardware_errors, uptime_seconds, power_consumption, efficiency, pool_url, \
+worker_name, pool_latency_ms, board_ids, board_hashrate, board_temp, board_chips_ok, \
+board_chips_total, boards_total, boards_healthy, overall_health, model, firmware_version, \
+error_message, latency_ms, extra"
+    };
+}
+
+/// [`telemetry_columns!`] as a constant.
+pub const TELEMETRY_COLUMNS: &str = telemetry_columns!();
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,22 +228,3 @@ mod tests {
         );
     }
 }
-
-/// The columns of `miner_telemetry` that hold a [`Sample`], in the order
-/// the writer's COPY encoder writes them and the archive reads them back
-/// (a macro so that `concat!` can extend it).
-#[macro_export]
-macro_rules! telemetry_columns {
-    () => {
-        "ts, site_id, miner_id, ip_address, online, \
-hashrate_ghs, hashrate_5s_ghs, hashrate_expected_ghs, temperature_avg, temperature_min, \
-temperature_max, temperature_chips, fan_speeds, frequency_avg, accepted_shares, \
-rejected_shares, hardware_errors, uptime_seconds, power_consumption, efficiency, pool_url, \
-worker_name, pool_latency_ms, board_ids, board_hashrate, board_temp, board_chips_ok, \
-board_chips_total, boards_total, boards_healthy, overall_health, model, firmware_version, \
-error_message, latency_ms, extra"
-    };
-}
-
-/// [`telemetry_columns!`] as a constant.
-pub const TELEMETRY_COLUMNS: &str = telemetry_columns!();

@@ -1,6 +1,6 @@
 //! Group commit: uploads of many requests gather into one batch, which is
 //! flushed (one transaction, one COPY per day partition) when it is big
-//! enough or old enough. Under light load a batch leaves after `linger`;
+//! enough or old enough. Under light load a batch leaves after `flush_interval`;
 //! under heavy load batches fill up while the previous flush runs.
 
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ pub struct BatchLimits {
     /// Flush once the encoded size estimate passes this many bytes.
     pub max_bytes: usize,
     /// Flush at the latest this long after the first upload arrived.
-    pub max_age: Duration,
+    pub flush_interval: Duration,
 }
 
 impl Default for BatchLimits {
@@ -25,7 +25,7 @@ impl Default for BatchLimits {
         Self {
             max_rows: 20_000,
             max_bytes: 32 << 20,
-            max_age: Duration::from_millis(5),
+            flush_interval: Duration::from_millis(5),
         }
     }
 }
@@ -87,16 +87,16 @@ impl Batch {
             Some(started) => {
                 self.rows >= limits.max_rows
                     || self.bytes >= limits.max_bytes
-                    || now.saturating_duration_since(started) >= limits.max_age
+                    || now.saturating_duration_since(started) >= limits.flush_interval
             }
         }
     }
 
-    /// Time left before `max_age` forces a flush.
+    /// Time left before `flush_interval` forces a flush.
     pub fn time_left(&self, limits: &BatchLimits, now: Instant) -> Duration {
         match self.started {
-            None => limits.max_age,
-            Some(started) => (started + limits.max_age).saturating_duration_since(now),
+            None => limits.flush_interval,
+            Some(started) => (started + limits.flush_interval).saturating_duration_since(now),
         }
     }
 
@@ -149,7 +149,7 @@ mod tests {
         let limits = BatchLimits {
             max_rows: 10,
             max_bytes: 5_000,
-            max_age: Duration::from_millis(20),
+            flush_interval: Duration::from_millis(20),
         };
         let t0 = Instant::now();
         let mut b = Batch::default();

@@ -12,14 +12,15 @@ use tokio_postgres::Client;
 
 use crate::copy::{self, RejectOrigin, COPY_COLUMNS, REJECT_COLUMNS};
 use crate::dirty::{self, DirtyMarks};
+use crate::idempotency;
 use crate::partition::{DayPartition, PartitionCache, Partitioned};
 use crate::{Error, Result, Upload};
 
 /// What a flush did with each upload, in batch order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Rows committed; the body to answer with.
-    Committed(String),
+    /// Rows committed.
+    Committed,
     /// Another upload with the same Idempotency-Key was committed first;
     /// nothing of this one was written.
     Duplicate,
@@ -61,13 +62,11 @@ pub struct Tables {
     pub copy_row_bytes: usize,
 }
 
-/// Writes `uploads` in one transaction; `acks[i]` is the answer of
-/// `uploads[i]`, stored with its idempotency claim.
+/// Writes `uploads` in one transaction.
 pub async fn flush(
     client: &mut Client,
     tables: &mut Tables,
     uploads: &[&Upload],
-    acks: &[String],
     now: DateTime<Utc>,
     archive_batch: Option<i64>,
 ) -> Result<Vec<Outcome>, FlushFailure> {
@@ -87,7 +86,7 @@ pub async fn flush(
     tables.partitions.ensure(client, wanted).await?;
 
     let tx = client.transaction().await?;
-    let duplicates = claim_idempotency_keys(&tx, uploads, acks).await?;
+    let duplicates = idempotency::claim(&tx, uploads).await?;
     let kept: Vec<&Upload> = uploads
         .iter()
         .enumerate()
@@ -109,66 +108,13 @@ pub async fn flush(
     })?;
     tables.marks.committed(&new_marks, now.timestamp_micros());
 
-    Ok(acks
-        .iter()
-        .enumerate()
-        .map(|(i, ack)| {
+    Ok((0..uploads.len())
+        .map(|i| {
             if duplicates.contains(&i) {
                 Outcome::Duplicate
             } else {
-                Outcome::Committed(ack.clone())
+                Outcome::Committed
             }
-        })
-        .collect())
-}
-
-/// Claims the Idempotency-Keys of the batch; returns the batch positions of
-/// uploads whose key was already claimed by a committed upload in the last
-/// 24 hours (a claim older than that is taken over).
-async fn claim_idempotency_keys(
-    tx: &tokio_postgres::Transaction<'_>,
-    uploads: &[&Upload],
-    acks: &[String],
-) -> Result<HashSet<usize>> {
-    let mut key_ids = Vec::new();
-    let mut keys = Vec::new();
-    let mut hashes = Vec::new();
-    let mut responses = Vec::new();
-    let mut positions = Vec::new();
-    for (i, u) in uploads.iter().enumerate() {
-        if let Some(idem) = &u.idempotency {
-            key_ids.push(u.key_id);
-            keys.push(idem.key.as_str());
-            hashes.push(&idem.body_digest[..]);
-            responses.push(acks[i].as_str());
-            positions.push(i);
-        }
-    }
-    if positions.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let claimed = tx
-        .query(
-            "INSERT INTO idempotency_keys (key_id, idem_key, body_digest, response) \
-             SELECT * FROM unnest($1::int4[], $2::text[], $3::bytea[], $4::text[]) \
-             ON CONFLICT (key_id, idem_key) DO UPDATE \
-               SET body_digest = EXCLUDED.body_digest, response = EXCLUDED.response, \
-                   created_at = now() \
-               WHERE idempotency_keys.created_at < now() - interval '24 hours' \
-             RETURNING key_id, idem_key",
-            &[&key_ids, &keys, &hashes, &responses],
-        )
-        .await?;
-    let claimed: HashSet<(i32, String)> = claimed
-        .iter()
-        .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
-        .collect();
-    Ok(positions
-        .into_iter()
-        .filter(|&i| {
-            let u = uploads[i];
-            let key = &u.idempotency.as_ref().expect("positions have keys").key;
-            !claimed.contains(&(u.key_id, key.clone()))
         })
         .collect())
 }

@@ -13,16 +13,18 @@ pub mod batcher;
 pub mod copy;
 pub mod dirty;
 pub mod flush;
+pub mod idempotency;
 pub mod partition;
 
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use adit_types::pg::DbErrorText;
-use adit_types::{Reject, Sample, UploadSummary};
+use adit_types::UploadSummary;
+pub use adit_types::{Idempotency, Upload};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
@@ -51,61 +53,15 @@ pub enum Error {
     Refused { source: Arc<Error> },
 }
 
-/// One validated upload, ready to be written.
-#[derive(Debug, Clone)]
-pub struct Upload {
-    /// Random id linking the upload log, the rejects and the logs.
-    pub upload_id: i64,
-    pub site_id: i32,
-    pub key_id: i32,
-    /// When the request arrived (for `processing_time_ms`).
-    pub received_at: Instant,
-    /// The same moment on the wall clock, Unix microseconds.
-    pub received_at_micros: i64,
-    pub samples: Vec<Sample>,
-    pub rejects: Vec<Reject>,
-    pub summary: UploadSummary,
-    pub idempotency: Option<Idempotency>,
-    /// Body bytes as received, and after decompression.
-    pub bytes_in: u32,
-    pub bytes_raw: u32,
-    /// Set by the writer when the batch is flushed.
-    pub processing_time_ms: u32,
-}
-
-impl Upload {
-    /// A minimal upload for tests of the batching logic.
-    pub fn test_upload() -> Self {
-        Self {
-            upload_id: 1,
-            site_id: 1,
-            key_id: 1,
-            received_at: Instant::now(),
-            received_at_micros: 0,
-            samples: Vec::new(),
-            rejects: Vec::new(),
-            summary: UploadSummary::default(),
-            idempotency: None,
-            bytes_in: 0,
-            bytes_raw: 0,
-            processing_time_ms: 0,
-        }
-    }
-}
-
-/// The Idempotency-Key of an upload and the fingerprint of its decoded
-/// body (128-bit XXH3, big-endian; see `migrations/0006_body_digest.sql`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Idempotency {
-    pub key: String,
-    pub body_digest: [u8; 16],
-}
-
 /// The writer's answer to one upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ack {
-    /// Committed; the 200 body to send (also stored for idempotent retries).
-    Committed(String),
+    /// Committed: what the 200 answer says (the server renders it; the
+    /// writer stored the same rendering for idempotent retries).
+    Committed {
+        summary: UploadSummary,
+        processing_time_ms: u32,
+    },
     /// An upload with the same Idempotency-Key committed first; this one
     /// wrote nothing. Look the first answer up and send that.
     Duplicate,
@@ -156,7 +112,7 @@ impl WriterConfig {
             batch: BatchLimits {
                 max_rows: 5_000,
                 max_bytes: 8 << 20,
-                max_age: Duration::from_millis(2),
+                flush_interval: Duration::from_millis(2),
             },
             retry_for: Duration::from_secs(10),
             ..Self::new(database_url)

@@ -84,28 +84,24 @@ async fn write_and_answer(
     for p in &mut pending {
         p.upload.processing_time_ms = p.upload.received_at.elapsed().as_millis() as u32;
     }
-    let acks: Vec<String> = pending
-        .iter()
-        .map(|p| p.upload.summary.render(p.upload.processing_time_ms as u64))
-        .collect();
     let uploads: Vec<&Upload> = pending.iter().map(|p| &p.upload).collect();
     let rows: u64 = uploads.iter().map(|u| u.samples.len() as u64).sum();
 
     // The flush (transaction) each upload was committed in, for the archive.
     let mut batch_of: Vec<Option<i64>> = vec![None; uploads.len()];
-    let answers: Vec<Result<Ack>> = if shared.config.discard {
-        acks.into_iter().map(|a| Ok(Ack::Committed(a))).collect()
+    let answers: Vec<Result<Outcome>> = if shared.config.discard {
+        uploads.iter().map(|_| Ok(Outcome::Committed)).collect()
     } else {
         let now = Utc::now();
-        match write_with_retry(shared, conn, tables, &uploads, &acks, now).await {
+        match write_with_retry(shared, conn, tables, &uploads, now).await {
             Ok((outcomes, batch_id)) => outcomes
                 .into_iter()
                 .zip(batch_of.iter_mut())
                 .map(|(o, b)| {
-                    if matches!(o, Outcome::Committed(_)) {
+                    if o == Outcome::Committed {
                         *b = Some(batch_id);
                     }
-                    Ok(o.into())
+                    Ok(o)
                 })
                 .collect(),
             Err(e) if uploads.len() > 1 && matches!(e, Error::Refused { .. }) => {
@@ -113,23 +109,16 @@ async fn write_and_answer(
                 // culprit fails.
                 warn!(uploads = uploads.len(), error = %e, "Batch refused; retrying its uploads one by one.");
                 let mut answers = Vec::with_capacity(uploads.len());
-                for ((u, ack), b) in uploads.iter().zip(&acks).zip(batch_of.iter_mut()) {
-                    let one = write_with_retry(
-                        shared,
-                        conn,
-                        tables,
-                        &[*u],
-                        std::slice::from_ref(ack),
-                        now,
-                    )
-                    .await
-                    .map(|(mut o, batch_id)| {
-                        let o = o.remove(0);
-                        if matches!(o, Outcome::Committed(_)) {
-                            *b = Some(batch_id);
-                        }
-                        o.into()
-                    });
+                for (u, b) in uploads.iter().zip(batch_of.iter_mut()) {
+                    let one = write_with_retry(shared, conn, tables, &[*u], now)
+                        .await
+                        .map(|(mut o, batch_id)| {
+                            let o = o.remove(0);
+                            if o == Outcome::Committed {
+                                *b = Some(batch_id);
+                            }
+                            o
+                        });
                     answers.push(one);
                 }
                 answers
@@ -156,8 +145,14 @@ async fn write_and_answer(
     let mut to_archive: Vec<ArchiveBatch> = Vec::new();
     for ((mut p, answer), batch) in pending.into_iter().zip(answers).zip(batch_of) {
         let samples = std::mem::take(&mut p.upload.samples);
-        let committed = matches!(answer, Ok(Ack::Committed(_))) && !shared.config.discard;
-        let _ = p.reply.send(answer);
+        let committed = matches!(answer, Ok(Outcome::Committed)) && !shared.config.discard;
+        let _ = p.reply.send(answer.map(|o| match o {
+            Outcome::Committed => Ack::Committed {
+                summary: std::mem::take(&mut p.upload.summary),
+                processing_time_ms: p.upload.processing_time_ms,
+            },
+            Outcome::Duplicate => Ack::Duplicate,
+        }));
         if let (true, Some(observer)) = (committed, &shared.config.on_commit) {
             observer.committed(p.upload.site_id, &samples);
         }
@@ -185,15 +180,6 @@ async fn write_and_answer(
     }
 }
 
-impl From<Outcome> for Ack {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Committed(body) => Ack::Committed(body),
-            Outcome::Duplicate => Ack::Duplicate,
-        }
-    }
-}
-
 /// The same failure, once per waiting upload.
 fn clone_failure(e: &Arc<Error>) -> Error {
     match &**e {
@@ -215,7 +201,6 @@ async fn write_with_retry(
     conn: &mut Connection,
     tables: &mut Tables,
     uploads: &[&Upload],
-    acks: &[String],
     now: DateTime<Utc>,
 ) -> Result<(Vec<Outcome>, i64)> {
     let deadline = Instant::now() + shared.config.retry_for;
@@ -233,9 +218,9 @@ async fn write_with_retry(
                     uploads = uploads.len(),
                     "A batch whose COMMIT answer was lost had landed."
                 );
-                return Ok(committed_outcomes(uploads, acks));
+                return Ok(committed_outcomes(uploads));
             }
-            flush::flush(client, tables, uploads, acks, now, archive_batch).await
+            flush::flush(client, tables, uploads, now, archive_batch).await
         }
         .await;
         let FlushFailure { error, at_commit } = match result {
@@ -277,13 +262,12 @@ async fn write_with_retry(
 /// Outcomes of a batch found committed after its COMMIT answer was lost:
 /// uploads with an Idempotency-Key look their stored answer up (it may be
 /// theirs or that of an upload that claimed the key first).
-fn committed_outcomes(uploads: &[&Upload], acks: &[String]) -> Vec<Outcome> {
+fn committed_outcomes(uploads: &[&Upload]) -> Vec<Outcome> {
     uploads
         .iter()
-        .zip(acks)
-        .map(|(u, a)| match u.idempotency {
+        .map(|u| match u.idempotency {
             Some(_) => Outcome::Duplicate,
-            None => Outcome::Committed(a.clone()),
+            None => Outcome::Committed,
         })
         .collect()
 }

@@ -1,8 +1,5 @@
-//! Collector keys (`hsc_` + 40 base64url characters) and admin tokens
-//! (`hsa_` + 40; tokens made before that prefix existed are `hsc_` too and
-//! keep working), stored only as SHA-256 hashes in `collector_keys`, with
-//! their first [`LISTED_PREFIX_CHARS`] characters so `adit keys list` can
-//! show which key is which.
+//! Who is asking: the credential headers of a request and the cached
+//! lookups of the keys in them.
 //!
 //! Lookups go through [`KeyCache`]: keys that exist are kept `ttl` (a
 //! revoked key stops working within that time) in a map only real keys can
@@ -17,61 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
+use adit_control::keys::{hash_key, is_well_formed};
+use hyper::header::HeaderMap;
 use tokio::sync::Semaphore;
-use tokio_postgres::GenericClient;
 
-use crate::{Error, Result};
+use crate::{Error, Result, State};
 
-/// Collector keys (and admin tokens made before [`ADMIN_PREFIX`]).
-pub const KEY_PREFIX: &str = "hsc_";
-/// Admin tokens made now.
-pub const ADMIN_PREFIX: &str = "hsa_";
-/// Random bytes per key: 30 bytes make exactly 40 base64url characters.
-const KEY_RANDOM_BYTES: usize = 30;
-/// Characters of a key stored and listed: its type prefix and 8 of its 40
-/// random characters (48 bits; the other 192 stay secret).
-pub const LISTED_PREFIX_CHARS: usize = 12;
 /// How long a lookup waits for a pooled connection before answering 503.
 pub const POOL_WAIT: Duration = Duration::from_secs(1);
-
-/// A new random collector key.
-pub fn generate_key() -> String {
-    generate(KEY_PREFIX)
-}
-
-/// A new random admin token.
-pub fn generate_admin_token() -> String {
-    generate(ADMIN_PREFIX)
-}
-
-fn generate(prefix: &str) -> String {
-    let mut bytes = [0u8; KEY_RANDOM_BYTES];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// True for strings shaped like a key or token (cheap pre-check before
-/// hashing).
-pub fn is_well_formed(key: &str) -> bool {
-    key.len() == KEY_PREFIX.len() + 40
-        && (key.starts_with(KEY_PREFIX) || key.starts_with(ADMIN_PREFIX))
-        && key[KEY_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-pub fn hash_key(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
-/// The non-secret start of a key that `adit keys list` shows.
-pub fn listed_prefix(key: &str) -> &str {
-    key.get(..LISTED_PREFIX_CHARS).unwrap_or(key)
-}
 
 /// What a valid key may do.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,105 +37,6 @@ impl KeyInfo {
     pub fn is_admin(&self) -> bool {
         self.site_id.is_none()
     }
-}
-
-/// A key as `adit keys list` shows it.
-#[derive(Debug, Clone)]
-pub struct KeyRow {
-    pub id: i32,
-    pub site_id: Option<i32>,
-    pub name: Option<String>,
-    /// The key's first characters; `None` for keys made before migration 0009.
-    pub key_prefix: Option<String>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Stores a new key for `site_id` (or an admin token when `None`);
-/// returns its id and the key, which is shown once and never stored.
-pub async fn create_key(
-    client: &impl GenericClient,
-    site_id: Option<i32>,
-    name: Option<&str>,
-) -> Result<(i32, String)> {
-    let key = match site_id {
-        Some(_) => generate_key(),
-        None => generate_admin_token(),
-    };
-    let row = client
-        .query_one(
-            "INSERT INTO collector_keys (key_hash, site_id, is_admin, name, key_prefix) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            &[
-                &&hash_key(&key)[..],
-                &site_id,
-                &site_id.is_none(),
-                &name,
-                &listed_prefix(&key),
-            ],
-        )
-        .await?;
-    Ok((row.get(0), key))
-}
-
-pub async fn list_keys(client: &impl GenericClient) -> Result<Vec<KeyRow>> {
-    let rows = client
-        .query(
-            "SELECT id, site_id, name, key_prefix, created_at, revoked_at \
-             FROM collector_keys ORDER BY id",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| KeyRow {
-            id: r.get(0),
-            site_id: r.get(1),
-            name: r.get(2),
-            key_prefix: r.get(3),
-            created_at: r.get(4),
-            revoked_at: r.get(5),
-        })
-        .collect())
-}
-
-/// Sets a key's upload rate limit (None: the server default; 0: none);
-/// false when no live key has that id.
-pub async fn set_rate_limit(
-    client: &impl GenericClient,
-    id: i32,
-    uploads_per_s: Option<f32>,
-) -> Result<bool> {
-    let n = client
-        .execute(
-            "UPDATE collector_keys SET uploads_per_s = $2 WHERE id = $1 AND revoked_at IS NULL",
-            &[&id, &uploads_per_s],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-/// Revokes a key; false when no live key has that id.
-pub async fn revoke_key(client: &impl GenericClient, id: i32) -> Result<bool> {
-    let n = client
-        .execute(
-            "UPDATE collector_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-            &[&id],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-/// The id of the key `key` itself (found by its hash) and whether it is
-/// already revoked; `None` when no key has that hash.
-pub async fn find_key(client: &impl GenericClient, key: &str) -> Result<Option<(i32, bool)>> {
-    let row = client
-        .query_opt(
-            "SELECT id, revoked_at IS NOT NULL FROM collector_keys WHERE key_hash = $1",
-            &[&&hash_key(key)[..]],
-        )
-        .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// A pooled connection, waiting at most `wait` for a busy pool to free
@@ -417,29 +268,96 @@ impl Entries {
     }
 }
 
+/// The `Authorization: Bearer` value, if the header has that scheme.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The collector key of `X-Collector-Key` (and only there) and its site.
+/// An admin token there (or as a bearer here) is 403
+/// `admin_token_not_collector_key`; everything else wrong is 401
+/// `invalid_key` saying what is wrong.
+pub(crate) async fn collector_key(headers: &HeaderMap, state: &State) -> Result<(KeyInfo, i32)> {
+    let Some(value) = headers.get("x-collector-key") else {
+        if let Some(token) = bearer(headers) {
+            if let Some(key) = state.keys.lookup(token).await? {
+                if key.is_admin() {
+                    return Err(Error::AdminTokenAsCollectorKey);
+                }
+            }
+            return Err(Error::InvalidKey {
+                reason: "this endpoint reads the collector key from X-Collector-Key, \
+                         not from Authorization",
+            });
+        }
+        return Err(Error::InvalidKey {
+            reason: "missing X-Collector-Key header",
+        });
+    };
+    let key = value.to_str().unwrap_or("").trim();
+    if key.is_empty() {
+        return Err(Error::InvalidKey {
+            reason: "the X-Collector-Key header is empty",
+        });
+    }
+    if !is_well_formed(key) {
+        return Err(Error::InvalidKey {
+            reason: "X-Collector-Key is not shaped like a key (hsc_ and 40 characters)",
+        });
+    }
+    let info = state.keys.lookup(key).await?.ok_or(Error::InvalidKey {
+        reason: "X-Collector-Key matches no active key (unknown or revoked)",
+    })?;
+    match info.site_id {
+        Some(site_id) => Ok((info, site_id)),
+        None => Err(Error::AdminTokenAsCollectorKey),
+    }
+}
+
+/// The key of `Authorization: Bearer` (and only there): an admin token,
+/// or a collector key the control plane then refuses with 403. Without a
+/// bearer, a collector key in X-Collector-Key is still named as such (the
+/// control plane's 403 saying an admin token belongs here), but nothing in
+/// that header ever authenticates an admin request: an admin token there
+/// is a 401.
+pub(crate) async fn admin_token(headers: &HeaderMap, state: &State) -> Result<KeyInfo> {
+    let Some(token) = bearer(headers) else {
+        let sent = headers
+            .get("x-collector-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        if let Some(sent) = sent {
+            if let Some(key) = state.keys.lookup(sent).await? {
+                if !key.is_admin() {
+                    return Ok(key);
+                }
+            }
+            return Err(Error::InvalidKey {
+                reason: "this endpoint takes an admin token in Authorization: Bearer; \
+                         X-Collector-Key is not read as one",
+            });
+        }
+        return Err(Error::InvalidKey {
+            reason: "missing Authorization: Bearer <admin token>",
+        });
+    };
+    if !is_well_formed(token) {
+        return Err(Error::InvalidKey {
+            reason: "the bearer token is not shaped like a token (hsa_ and 40 characters)",
+        });
+    }
+    state.keys.lookup(token).await?.ok_or(Error::InvalidKey {
+        reason: "the bearer token matches no active key (unknown or revoked)",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_keys_are_well_formed_and_distinct() {
-        let a = generate_key();
-        let b = generate_key();
-        assert!(is_well_formed(&a), "{a}");
-        assert_eq!(a.len(), 44);
-        assert_ne!(a, b);
-        assert_ne!(hash_key(&a), hash_key(&b));
-    }
-
-    #[test]
-    fn admin_tokens_have_their_own_prefix_and_old_ones_stay_well_formed() {
-        let t = generate_admin_token();
-        assert!(t.starts_with("hsa_") && is_well_formed(&t), "{t}");
-        assert!(generate_key().starts_with("hsc_"));
-        assert_eq!(listed_prefix(&t).len(), LISTED_PREFIX_CHARS);
-        assert!(t.starts_with(listed_prefix(&t)));
-        assert!(!is_well_formed(&format!("hsb_{}", "a".repeat(40))));
-    }
 
     fn info(id: i32) -> Option<KeyInfo> {
         Some(KeyInfo {
@@ -496,14 +414,5 @@ mod tests {
         let now = t0 + Duration::from_secs(5);
         assert_eq!(e.get(&hash_of(0), now, &c), Hit::None);
         assert_eq!(e.get(&hash_of(4), now, &c), Hit::Fresh(info(4)));
-    }
-
-    #[test]
-    fn malformed_keys_are_spotted_without_a_lookup() {
-        assert!(!is_well_formed(""));
-        assert!(!is_well_formed("hsc_short"));
-        assert!(!is_well_formed(&format!("xyz_{}", "a".repeat(40))));
-        assert!(!is_well_formed(&format!("hsc_{}", "a/".repeat(20))));
-        assert!(is_well_formed(&format!("hsc_{}", "a-_B".repeat(10))));
     }
 }

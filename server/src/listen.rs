@@ -210,7 +210,7 @@ async fn serve_connection<IO>(
     let st = state.clone();
     let act = activity.clone();
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(crate::server::PeerAddr(peer));
+        req.extensions_mut().insert(crate::PeerAddr(peer));
         let st = st.clone();
         let busy = Busy::new(&act);
         async move {
