@@ -7,14 +7,14 @@
 //! `max_retries` times, then expires ([`sweep`]). Every change is one row
 //! in `agent_command_logs`.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio_postgres::Row;
 
 use crate::error::Detail;
 use crate::events::{self, EventType};
-use crate::read::Query;
+use crate::query::{self, Filter, Query};
+use crate::rfc3339::{opt_ts, ts};
 use crate::{Control, ControlError, Principal, Reply, Result};
 
 /// The command types collectors understand.
@@ -236,14 +236,6 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
 const COLUMNS: &str = "id, site_id, miner_id, ip_address, command, params, priority, status, \
     created_at, expires_at, sent_at, finished_at, retry_count, max_retries, timeout_s, \
     result_code, result_message";
-
-pub(crate) fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, false)
-}
-
-fn opt_ts(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(ts(t)))
-}
 
 /// A command as admins see it.
 fn command_json(r: &Row) -> Value {
@@ -533,7 +525,7 @@ pub async fn cancel(ctl: &Control, who: Principal, id: i64) -> Result<Reply> {
 /// newest first, with each command's log.
 pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
     who.admin()?;
-    let mut filter = crate::read::Filter::default();
+    let mut filter = Filter::default();
     if let Some(site) = q.site("site_id")? {
         filter.push("site_id = ", site);
     }
@@ -572,7 +564,7 @@ pub async fn history(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
            'actor', l.actor, 'message', l.message) ORDER BY l.at, l.id), '[]') \
            FROM agent_command_logs l WHERE l.command_id = c.id) AS log"
     );
-    let (total, rows) = crate::read::page(
+    let (total, rows) = query::page(
         &client,
         &select,
         "agent_commands c",

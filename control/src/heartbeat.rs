@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use crate::events::{self, EventType};
+use crate::rfc3339::ts;
 use crate::{Control, ControlError, Principal, Reply, Result};
 
 /// A heartbeat body: every field optional; fields adit does not know are
@@ -192,7 +193,7 @@ pub async fn record(
         .get(0);
     Ok(Reply::data(json!({
         "received": true,
-        "server_time": crate::commands::ts(chrono::Utc::now()),
+        "server_time": ts(chrono::Utc::now()),
         "heartbeat_interval": interval,
         "pending_commands": pending,
     })))
@@ -225,7 +226,7 @@ pub async fn sweep_silent(client: &Client) -> Result<usize> {
             EventType::AgentOffline,
             &format!(
                 "collector {key_id} has sent no heartbeat since {}",
-                crate::commands::ts(seen)
+                ts(seen)
             ),
             Some(json!({"key_id": key_id})),
         )

@@ -15,8 +15,10 @@ mod error;
 pub mod events;
 pub mod heartbeat;
 pub mod live;
+pub mod query;
 pub mod read;
 mod reply;
+mod rfc3339;
 mod storable;
 pub mod sweep;
 
