@@ -16,7 +16,8 @@
 //! telemetry events resolved by `evicted` (kept open, nothing would ever
 //! resolve them: the live state no longer knows them). The flush and the
 //! eviction take the lock the writer's commit hook needs only in short
-//! chunks, never for a walk over every miner.
+//! chunks, never for a walk over every miner, except when a flush fails:
+//! it puts its miners and event changes back under one hold.
 
 mod rows;
 
@@ -98,9 +99,10 @@ type Miners = IndexMap<Text, Entry, ahash::RandomState>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// ahash: seeded per process like std's SipHash (a collector cannot
-    /// aim collisions at it) and several times faster on short keys. An
-    /// IndexMap, so an eviction pass can walk it in chunks by position.
+    /// The miners of each site. A site's map hashes with ahash: seeded per
+    /// process like std's SipHash (a collector cannot aim collisions at
+    /// it) and several times faster on short keys; it is an IndexMap, so
+    /// an eviction pass can walk it in chunks by position.
     sites: HashMap<i32, Miners>,
     /// Miners changed since the last flush (each once: see `Entry::dirty`).
     dirty: Vec<(i32, Text)>,
