@@ -56,6 +56,22 @@ pub(super) enum Key {
     Day(NaiveDate),
 }
 
+impl Key {
+    fn hour(self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Hour(bucket) => Some(bucket),
+            Self::Day(_) => None,
+        }
+    }
+
+    fn day(self) -> Option<NaiveDate> {
+        match self {
+            Self::Day(day) => Some(day),
+            Self::Hour(_) => None,
+        }
+    }
+}
+
 /// A mark listed as due: the site, its hour or day, and the version it had
 /// when listed.
 #[derive(Clone, Copy)]
@@ -104,10 +120,7 @@ pub(super) async fn list_due(
     let site = after.map(|m| m.site_id);
     let rows = match kind {
         Kind::Hour => {
-            let bucket = after.and_then(|m| match m.key {
-                Key::Hour(b) => Some(b),
-                Key::Day(_) => None,
-            });
+            let bucket = after.and_then(|m| m.key.hour());
             client
                 .query(
                     "SELECT site_id, bucket, version FROM rollup_dirty_hours
@@ -119,10 +132,7 @@ pub(super) async fn list_due(
                 .await?
         }
         Kind::Day => {
-            let day = after.and_then(|m| match m.key {
-                Key::Day(d) => Some(d),
-                Key::Hour(_) => None,
-            });
+            let day = after.and_then(|m| m.key.day());
             client
                 .query(
                     "SELECT site_id, day, version FROM rollup_dirty_days
