@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use tokio_postgres::Client;
 
 use crate::events::event_json;
 use crate::query::{page, Filter};
@@ -91,17 +92,7 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
         (Some(p), Some(h)) if h > 0.0 => Some(p / (h / 1000.0)),
         _ => None,
     };
-    let alerts = client
-        .query(
-            "SELECT severity, count(*) FROM events WHERE site_id = $1 AND status <> 'resolved' \
-             GROUP BY severity",
-            &[&site],
-        )
-        .await?;
-    let mut by_sev = json!({"critical": 0, "error": 0, "warning": 0, "info": 0});
-    for a in &alerts {
-        by_sev[a.get::<_, String>(0)] = json!(a.get::<_, i64>(1));
-    }
+    let by_sev = open_alerts_by_severity(&client, site).await?;
     let latest: Option<DateTime<Utc>> = r.get("latest");
     Ok(Reply::data(json!({
         "site_id": site,
@@ -120,11 +111,41 @@ pub async fn summary(ctl: &Control, who: Principal, site: i32) -> Result<Reply> 
     })))
 }
 
+/// The site's unresolved events counted by severity, every severity
+/// present (zero when none).
+async fn open_alerts_by_severity(client: &Client, site: i32) -> Result<Value> {
+    let alerts = client
+        .query(
+            "SELECT severity, count(*) FROM events WHERE site_id = $1 AND status <> 'resolved' \
+             GROUP BY severity",
+            &[&site],
+        )
+        .await?;
+    let mut by_sev = json!({"critical": 0, "error": 0, "warning": 0, "info": 0});
+    for a in &alerts {
+        by_sev[a.get::<_, String>(0)] = json!(a.get::<_, i64>(1));
+    }
+    Ok(by_sev)
+}
+
 /// `GET /api/collector/alerts`: unresolved events by default; filters
 /// `site_id`, `event_type`, `severity`, `status` (open, acknowledged,
 /// resolved, all), paginated, newest first.
 pub async fn alerts(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
     who.admin()?;
+    let f = alerts_filter(q)?;
+    let p = q.page()?;
+    let client = ctl.pool.get().await?;
+    let (total, rows) = page(&client, "*", "events", &f, "opened_at DESC, id DESC", p).await?;
+    let items: Vec<Value> = rows.iter().map(event_json).collect();
+    Ok(Reply::data(json!({
+        "items": items, "page": p.page, "per_page": p.per_page, "total": total
+    })))
+}
+
+/// The alerts' filters as a WHERE clause (unresolved events when no
+/// status is asked for); an unknown type, severity or status is refused.
+fn alerts_filter(q: &Query) -> Result<Filter> {
     let mut f = Filter::default();
     if let Some(site) = q.site("site_id")? {
         f.push("site_id = ", site);
@@ -165,13 +186,7 @@ pub async fn alerts(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> {
             ))
         }
     }
-    let p = q.page()?;
-    let client = ctl.pool.get().await?;
-    let (total, rows) = page(&client, "*", "events", &f, "opened_at DESC, id DESC", p).await?;
-    let items: Vec<Value> = rows.iter().map(event_json).collect();
-    Ok(Reply::data(json!({
-        "items": items, "page": p.page, "per_page": p.per_page, "total": total
-    })))
+    Ok(f)
 }
 
 /// `GET /api/collector/stats`: ingest statistics per site over the last
