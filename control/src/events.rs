@@ -9,6 +9,7 @@ use adit_types::Text;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
+use crate::rfc3339::{opt_ts, ts};
 use crate::{Control, ControlError, Principal, Reply, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,7 +38,9 @@ impl EventType {
         }
     }
 
-    /// Severities as seed 000 lists them.
+    /// How serious an event of this type is: a miner offline or far
+    /// under its hashrate, or a command that failed, is an `error`; a hot
+    /// miner or a silent collector a `warning`.
     pub fn severity(self) -> &'static str {
         match self {
             Self::MinerOffline | Self::HashrateDrop | Self::CommandFailed => "error",
@@ -257,11 +260,7 @@ pub async fn admin_action(ctl: &Control, who: Principal, id: i64, action: &str) 
 
 /// An event as the alerts endpoint shows it.
 pub fn event_json(r: &tokio_postgres::Row) -> Value {
-    use crate::commands::ts;
-    let opt = |c: &str| {
-        r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(c)
-            .map_or(Value::Null, |t| Value::String(ts(t)))
-    };
+    let opt = |c: &str| opt_ts(r.get(c));
     json!({
         "id": r.get::<_, i64>("id"),
         "site_id": r.get::<_, i32>("site_id"),

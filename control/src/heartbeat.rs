@@ -1,4 +1,4 @@
-//! Collector heartbeats (seed 000 `agent_heartbeats`): stored as sent in a
+//! Collector heartbeats: stored as sent in `agent_heartbeats`, a
 //! daily-partitioned table (7-day retention), and the collector's row in
 //! `collector_agents` updated (last seen, version, IP). A collector silent
 //! for 3 intervals is marked offline with an `agent_offline` event
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use crate::events::{self, EventType};
+use crate::rfc3339::ts;
 use crate::{Control, ControlError, Principal, Reply, Result};
 
 /// A heartbeat body: every field optional; fields adit does not know are
@@ -82,7 +83,10 @@ fn check(h: &Heartbeat) -> Result<()> {
     Ok(())
 }
 
-/// `POST /api/collector/heartbeat` (collector key).
+/// `POST /api/collector/heartbeat` (collector key): stores the heartbeat,
+/// marks the collector online (resolving its `agent_offline` event) and
+/// answers the server's time, the heartbeat interval to keep and the
+/// number of commands waiting for the site.
 pub async fn record(
     ctl: &Control,
     who: Principal,
@@ -90,13 +94,35 @@ pub async fn record(
     peer: Option<IpAddr>,
 ) -> Result<Reply> {
     let (key_id, site) = who.collector()?;
-    let h: Heartbeat = if body.iter().all(u8::is_ascii_whitespace) {
+    let h = read_heartbeat(body)?;
+    let ip = h.ip_address.clone().or(peer.map(|p| p.to_string()));
+    let interval = h
+        .heartbeat_interval
+        .unwrap_or(ctl.config.heartbeat_interval.as_secs() as i32);
+    let client = ctl.pool.get().await?;
+    ensure_today_partition(ctl, &client).await?;
+    let status = h.status.as_deref().unwrap_or("online");
+    store(&client, key_id, site, status, &h, &ip).await?;
+    mark_online(&client, key_id, site, status, &h, &ip, interval).await?;
+    let pending = pending_commands(&client, site).await?;
+    Ok(Reply::data(json!({
+        "received": true,
+        "server_time": ts(chrono::Utc::now()),
+        "heartbeat_interval": interval,
+        "pending_commands": pending,
+    })))
+}
+
+/// The body as a checked [`Heartbeat`] (an empty body is one with no
+/// fields), its unknown fields folded into `extra_data` (a field sent in
+/// `extra_data` wins), nothing PostgreSQL would refuse to store.
+fn read_heartbeat(body: &[u8]) -> Result<Heartbeat> {
+    let mut h: Heartbeat = if body.iter().all(u8::is_ascii_whitespace) {
         Heartbeat::default()
     } else {
         serde_json::from_slice(body).map_err(|e| ControlError::bad("body", e.to_string()))?
     };
     check(&h)?;
-    let mut h = h;
     if !h.other.is_empty() {
         let mut extra = match h.extra_data.take() {
             Some(Value::Object(m)) => m,
@@ -113,25 +139,38 @@ pub async fn record(
     if let Some(extra) = &h.extra_data {
         crate::storable::json("extra_data", extra)?;
     }
-    let ip = h.ip_address.clone().or(peer.map(|p| p.to_string()));
-    let interval = h
-        .heartbeat_interval
-        .unwrap_or(ctl.config.heartbeat_interval.as_secs() as i32);
-    let client = ctl.pool.get().await?;
+    Ok(h)
+}
+
+/// Makes today's `agent_heartbeats` partition, once a day per control
+/// plane.
+async fn ensure_today_partition(ctl: &Control, client: &Client) -> Result<()> {
     let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
-    if ctl.heartbeat_day.load(Ordering::Relaxed) != today {
-        let day = chrono::DateTime::from_timestamp(i64::from(today) * 86_400, 0)
-            .unwrap_or_default()
-            .date_naive();
-        client
-            .execute(
-                "SELECT adit_ensure_day_partition('agent_heartbeats', $1)",
-                &[&day],
-            )
-            .await?;
-        ctl.heartbeat_day.store(today, Ordering::Relaxed);
+    if ctl.heartbeat_day.load(Ordering::Relaxed) == today {
+        return Ok(());
     }
-    let status = h.status.as_deref().unwrap_or("online");
+    let day = chrono::DateTime::from_timestamp(i64::from(today) * 86_400, 0)
+        .unwrap_or_default()
+        .date_naive();
+    client
+        .execute(
+            "SELECT adit_ensure_day_partition('agent_heartbeats', $1)",
+            &[&day],
+        )
+        .await?;
+    ctl.heartbeat_day.store(today, Ordering::Relaxed);
+    Ok(())
+}
+
+/// One row in `agent_heartbeats`, as sent.
+async fn store(
+    client: &Client,
+    key_id: i32,
+    site: i32,
+    status: &str,
+    h: &Heartbeat,
+    ip: &Option<String>,
+) -> Result<()> {
     client
         .execute(
             "INSERT INTO agent_heartbeats (ts, key_id, site_id, status, cpu_usage, memory_usage, \
@@ -146,7 +185,7 @@ pub async fn record(
                 &h.memory_usage,
                 &h.disk_usage,
                 &h.uptime,
-                &ip,
+                ip,
                 &h.version,
                 &h.miners_online,
                 &h.miners_total,
@@ -155,6 +194,21 @@ pub async fn record(
             ],
         )
         .await?;
+    Ok(())
+}
+
+/// The collector's row in `collector_agents` says online, seen now (with
+/// its interval, IP, version and miner counts), and its `agent_offline`
+/// event, if one is open, is resolved.
+async fn mark_online(
+    client: &Client,
+    key_id: i32,
+    site: i32,
+    status: &str,
+    h: &Heartbeat,
+    ip: &Option<String>,
+    interval: i32,
+) -> Result<()> {
     client
         .execute(
             "INSERT INTO collector_agents (key_id, site_id, status, heartbeat_interval_s, \
@@ -169,7 +223,7 @@ pub async fn record(
                 &key_id,
                 &site,
                 &interval,
-                &ip,
+                ip,
                 &h.version,
                 &status,
                 &h.miners_online,
@@ -178,24 +232,23 @@ pub async fn record(
         )
         .await?;
     let subject = format!("collector:{key_id}");
-    let back = events::resolve(&client, site, &subject, EventType::AgentOffline, "auto").await?;
+    let back = events::resolve(client, site, &subject, EventType::AgentOffline, "auto").await?;
     if back {
         tracing::info!(key_id, site_id = site, "Collector is back online.");
     }
-    let pending: i64 = client
+    Ok(())
+}
+
+/// Commands of the site waiting to be fetched (pending, not expired).
+async fn pending_commands(client: &Client, site: i32) -> Result<i64> {
+    Ok(client
         .query_one(
             "SELECT count(*) FROM agent_commands WHERE site_id = $1 AND status = 'pending' \
              AND expires_at > now()",
             &[&site],
         )
         .await?
-        .get(0);
-    Ok(Reply::data(json!({
-        "received": true,
-        "server_time": crate::commands::ts(chrono::Utc::now()),
-        "heartbeat_interval": interval,
-        "pending_commands": pending,
-    })))
+        .get(0))
 }
 
 /// Marks collectors silent for 3 intervals offline and opens their
@@ -225,7 +278,7 @@ pub async fn sweep_silent(client: &Client) -> Result<usize> {
             EventType::AgentOffline,
             &format!(
                 "collector {key_id} has sent no heartbeat since {}",
-                crate::commands::ts(seen)
+                ts(seen)
             ),
             Some(json!({"key_id": key_id})),
         )

@@ -1,14 +1,17 @@
-//! adit's control plane and dashboard read side (SPEC §2.2-2.3).
+//! adit's control plane and dashboard read side: commands for miners,
+//! collector heartbeats, the latest state per miner, events (alerts) and
+//! ingest statistics, under `/api/collector/`.
 //!
 //! The front door authenticates a request and hands it here as a
 //! [`Request`] with its [`Principal`]; [`Control::handle`] routes it and
-//! answers a [`Reply`]. Collectors fetch and report commands
-//! ([`commands`]) and send heartbeats ([`heartbeat`]); telemetry feeds the
-//! latest state per miner and the events derived from it ([`live`]) through
-//! the writer's commit hook, never on the COPY path; admins create commands
-//! and read live state, summaries, alerts and ingest statistics ([`read`]).
-//! [`sweep`] runs the clocks: command timeouts and expiry, collector
-//! silence, the live-state flush.
+//! answers a [`Reply`]. Admins create, cancel and list commands and
+//! collectors fetch them and report results ([`commands`]); collectors send
+//! heartbeats ([`heartbeat`]); telemetry feeds the latest state per miner
+//! and the events derived from it ([`live`], [`events`]) through the
+//! writer's commit hook, never on the COPY path; admins read live state,
+//! summaries, alerts and ingest statistics ([`read`]) and acknowledge or
+//! resolve alerts ([`events`]). [`sweep`] runs the clocks: command timeouts
+//! and expiry, collector silence, the live-state flush.
 
 pub mod commands;
 mod error;
@@ -16,8 +19,10 @@ pub mod events;
 pub mod heartbeat;
 pub mod keys;
 pub mod live;
+pub mod query;
 pub mod read;
 mod reply;
+mod rfc3339;
 mod storable;
 pub mod sweep;
 

@@ -16,8 +16,10 @@
 //! telemetry events resolved by `evicted` (kept open, nothing would ever
 //! resolve them: the live state no longer knows them). The flush and the
 //! eviction take the lock the writer's commit hook needs only in short
-//! chunks, never for a walk over every miner.
+//! chunks, never for a walk over every miner, except when a flush fails:
+//! it puts its miners and event changes back under one hold.
 
+mod entry;
 mod rows;
 
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::events::{Changes, EventType, Resolver};
 use crate::{ControlConfig, Result};
+use entry::Entry;
 use rows::Rows;
 
 /// Most miners looked at per hold of the lock while flushing or evicting.
@@ -41,47 +44,6 @@ const LOCK_CHUNK: usize = 4096;
 const EVICT_CHECK_MAX_S: u32 = 60;
 /// Shortest time between two warnings about untracked miners.
 const UNTRACKED_WARN_EVERY_S: u32 = 60;
-
-/// The live columns of one miner (`miner_live`).
-#[derive(Debug, Clone, Default)]
-struct Entry {
-    ts_micros: i64,
-    online: Option<bool>,
-    ip_address: Option<Text>,
-    model: Option<Text>,
-    hashrate_ghs: Option<f64>,
-    hashrate_expected_ghs: Option<f64>,
-    temperature_avg: Option<f32>,
-    temperature_max: Option<f32>,
-    fan_max_rpm: Option<i32>,
-    power_consumption: Option<f32>,
-    efficiency: Option<f32>,
-    accepted_shares: Option<i64>,
-    rejected_shares: Option<i64>,
-    hardware_errors: Option<i64>,
-    uptime_seconds: Option<i64>,
-    pool_url: Option<Text>,
-    worker_name: Option<Text>,
-    boards_total: Option<i16>,
-    boards_healthy: Option<i16>,
-    overall_health: Option<Text>,
-    firmware_version: Option<Text>,
-    error_message: Option<Text>,
-    /// Conditions as of the last sample (bit per [`EventType::TELEMETRY`]);
-    /// `None` until the first sample since start.
-    conditions: Option<u8>,
-    /// Seconds (since the state was made) of the last sample received.
-    seen_s: u32,
-    /// Changed since the last flush (and listed in `Inner::dirty`).
-    dirty: bool,
-}
-
-/// Replaces `dst` with `src` without allocating when they are equal.
-fn set(dst: &mut Option<Text>, src: &Option<Text>) {
-    if dst != src {
-        dst.clone_from(src);
-    }
-}
 
 /// Counters of the live state, for `/metrics`.
 #[derive(Debug, Default)]
@@ -98,9 +60,10 @@ type Miners = IndexMap<Text, Entry, ahash::RandomState>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// ahash: seeded per process like std's SipHash (a collector cannot
-    /// aim collisions at it) and several times faster on short keys. An
-    /// IndexMap, so an eviction pass can walk it in chunks by position.
+    /// The miners of each site. A site's map hashes with ahash: seeded per
+    /// process like std's SipHash (a collector cannot aim collisions at
+    /// it) and several times faster on short keys; it is an IndexMap, so
+    /// an eviction pass can walk it in chunks by position.
     sites: HashMap<i32, Miners>,
     /// Miners changed since the last flush (each once: see `Entry::dirty`).
     dirty: Vec<(i32, Text)>,
@@ -190,6 +153,30 @@ impl LiveState {
         }
     }
 
+    /// Opens the events of the conditions a miner's sample started (bits
+    /// set in `now`, not in `before`) and resolves those it cleared.
+    fn follow_conditions(
+        &self,
+        changes: &mut Changes,
+        site_id: i32,
+        s: &Sample,
+        before: u8,
+        now: u8,
+    ) {
+        if now == before {
+            return;
+        }
+        for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
+            let (was, is) = (before >> bit & 1 == 1, now >> bit & 1 == 1);
+            if is && !was {
+                let msg = Self::message(ty, s, self);
+                changes.open(site_id, &s.miner_id, ty, msg);
+            } else if was && !is {
+                changes.resolve(site_id, &s.miner_id, ty, Resolver::Auto);
+            }
+        }
+    }
+
     /// Takes in the committed samples of one upload.
     pub fn observe(&self, site_id: i32, samples: &[Sample]) {
         if !self.enabled || samples.is_empty() {
@@ -225,42 +212,8 @@ impl LiveState {
                     .remove(&(site_id, s.miner_id.to_string()))
                     .unwrap_or(0),
             };
-            if now != before {
-                for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
-                    let (was, is) = (before >> bit & 1 == 1, now >> bit & 1 == 1);
-                    if is && !was {
-                        let msg = Self::message(ty, s, self);
-                        inner.changes.open(site_id, &s.miner_id, ty, msg);
-                    } else if was && !is {
-                        inner
-                            .changes
-                            .resolve(site_id, &s.miner_id, ty, Resolver::Auto);
-                    }
-                }
-            }
-            e.conditions = Some(now);
-            e.ts_micros = s.ts_micros;
-            e.online = s.online;
-            set(&mut e.ip_address, &s.ip_address);
-            set(&mut e.model, &s.model);
-            e.hashrate_ghs = s.hashrate_ghs;
-            e.hashrate_expected_ghs = s.hashrate_expected_ghs;
-            e.temperature_avg = s.temperature_avg;
-            e.temperature_max = s.temperature_max;
-            e.fan_max_rpm = s.fan_speeds.as_ref().and_then(|f| f.iter().copied().max());
-            e.power_consumption = s.power_consumption;
-            e.efficiency = s.efficiency;
-            e.accepted_shares = s.accepted_shares;
-            e.rejected_shares = s.rejected_shares;
-            e.hardware_errors = s.hardware_errors;
-            e.uptime_seconds = s.uptime_seconds;
-            set(&mut e.pool_url, &s.pool_url);
-            set(&mut e.worker_name, &s.worker_name);
-            e.boards_total = s.boards_total;
-            e.boards_healthy = s.boards_healthy;
-            set(&mut e.overall_health, &s.overall_health);
-            set(&mut e.firmware_version, &s.firmware_version);
-            set(&mut e.error_message, &s.error_message);
+            self.follow_conditions(&mut inner.changes, site_id, s, before, now);
+            e.take(s, now);
             if !e.dirty {
                 e.dirty = true;
                 inner.dirty.push((site_id, s.miner_id.clone()));
@@ -333,21 +286,28 @@ impl LiveState {
         let n = rows.len();
         if let Err(e) = write(client, &rows, &changes).await {
             warn!(error = %e, miners = n, "Live state flush failed; will retry.");
-            let mut guard = self.lock();
-            let inner = &mut *guard;
-            for (site, miner) in rows.keys() {
-                if let Some(e) = inner.sites.get_mut(&site).and_then(|m| m.get_mut(miner)) {
-                    if !e.dirty {
-                        e.dirty = true;
-                        inner.dirty.push((site, Text::from(miner)));
-                    }
-                }
-            }
-            let later = std::mem::take(&mut inner.changes);
-            inner.changes = changes.then(later);
+            self.put_back(&rows, changes);
             return Err(e);
         }
         Ok(n)
+    }
+
+    /// After a failed flush: its miners are changed again (unless a newer
+    /// sample did so already) and its event changes go back ahead of the
+    /// ones that came since, under one hold of the lock.
+    fn put_back(&self, rows: &Rows, changes: Changes) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for (site, miner) in rows.keys() {
+            if let Some(e) = inner.sites.get_mut(&site).and_then(|m| m.get_mut(miner)) {
+                if !e.dirty {
+                    e.dirty = true;
+                    inner.dirty.push((site, Text::from(miner)));
+                }
+            }
+        }
+        let later = std::mem::take(&mut inner.changes);
+        inner.changes = changes.then(later);
     }
 
     /// The rows of the changed miners, taking the lock a chunk at a time.
@@ -377,78 +337,14 @@ impl LiveState {
     /// open events; at most once per check interval.
     fn evict_if_due(&self) {
         let now_s = self.now_s();
-        let sites: Vec<i32> = {
-            let mut inner = self.lock();
-            if now_s < inner.next_evict_s {
-                return;
-            }
-            inner.next_evict_s =
-                now_s.saturating_add((self.evict_after_s / 4).min(EVICT_CHECK_MAX_S));
-            inner.sites.keys().copied().collect()
+        let Some(sites) = self.sites_to_check(now_s) else {
+            return;
         };
         let mut evicted = 0u64;
         for site in sites {
-            let mut i = 0;
-            loop {
-                let mut guard = self.lock();
-                let inner = &mut *guard;
-                let Some(miners) = inner.sites.get_mut(&site) else {
-                    break;
-                };
-                // Only this pass removes entries, so positions before `i`
-                // stay looked at between chunks (new miners go at the end).
-                let mut looked = 0;
-                while i < miners.len() && looked < LOCK_CHUNK {
-                    looked += 1;
-                    let e = &miners[i];
-                    if e.dirty || now_s.saturating_sub(e.seen_s) < self.evict_after_s {
-                        i += 1;
-                        continue;
-                    }
-                    let Some((miner, e)) = miners.swap_remove_index(i) else {
-                        break;
-                    };
-                    evicted += 1;
-                    let open = e.conditions.unwrap_or(0);
-                    for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
-                        if open >> bit & 1 == 1 {
-                            inner.changes.resolve(site, &miner, ty, Resolver::Evicted);
-                        }
-                    }
-                }
-                let done = i >= miners.len();
-                if miners.is_empty() {
-                    inner.sites.remove(&site);
-                }
-                if done {
-                    break;
-                }
-            }
+            evicted += self.evict_silent(site, now_s);
         }
-        let forgotten = {
-            let mut guard = self.lock();
-            let inner = &mut *guard;
-            let due = inner
-                .loaded_at_s
-                .is_some_and(|t| now_s.saturating_sub(t) >= self.evict_after_s);
-            if due && !inner.open_at_start.is_empty() {
-                let open = std::mem::take(&mut inner.open_at_start);
-                let mut before = Changes::default();
-                for ((site, miner), bits) in &open {
-                    let miner = Text::from(miner.as_str());
-                    for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
-                        if bits >> bit & 1 == 1 {
-                            before.resolve(*site, &miner, ty, Resolver::Evicted);
-                        }
-                    }
-                }
-                let later = std::mem::take(&mut inner.changes);
-                inner.changes = before.then(later);
-                open.len()
-            } else {
-                0
-            }
-        };
+        let forgotten = self.forget_unseen(now_s);
         if evicted > 0 || forgotten > 0 {
             self.stats.miners.fetch_sub(evicted, Ordering::Relaxed);
             self.stats
@@ -461,6 +357,87 @@ impl LiveState {
                 "Silent miners left the live state; their open events are resolved (evicted)."
             );
         }
+    }
+
+    /// The sites an eviction pass looks at, if one is due (the next one is
+    /// then scheduled: a quarter of the eviction time, at most a minute).
+    fn sites_to_check(&self, now_s: u32) -> Option<Vec<i32>> {
+        let mut inner = self.lock();
+        if now_s < inner.next_evict_s {
+            return None;
+        }
+        inner.next_evict_s = now_s.saturating_add((self.evict_after_s / 4).min(EVICT_CHECK_MAX_S));
+        Some(inner.sites.keys().copied().collect())
+    }
+
+    /// Removes the site's miners silent for the eviction time, looking at
+    /// [`LOCK_CHUNK`] of them per hold of the lock, and resolves their open
+    /// events (`evicted`); returns how many left.
+    fn evict_silent(&self, site: i32, now_s: u32) -> u64 {
+        let mut evicted = 0u64;
+        let mut i = 0;
+        loop {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let Some(miners) = inner.sites.get_mut(&site) else {
+                return evicted;
+            };
+            // Only this pass removes entries, so positions before `i`
+            // stay looked at between chunks (new miners go at the end).
+            let mut looked = 0;
+            while i < miners.len() && looked < LOCK_CHUNK {
+                looked += 1;
+                let e = &miners[i];
+                if e.dirty || now_s.saturating_sub(e.seen_s) < self.evict_after_s {
+                    i += 1;
+                    continue;
+                }
+                let Some((miner, e)) = miners.swap_remove_index(i) else {
+                    break;
+                };
+                evicted += 1;
+                let open = e.conditions.unwrap_or(0);
+                for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
+                    if open >> bit & 1 == 1 {
+                        inner.changes.resolve(site, &miner, ty, Resolver::Evicted);
+                    }
+                }
+            }
+            let done = i >= miners.len();
+            if miners.is_empty() {
+                inner.sites.remove(&site);
+            }
+            if done {
+                return evicted;
+            }
+        }
+    }
+
+    /// Once the eviction time has passed since the open events were loaded,
+    /// resolves (`evicted`) those of miners never heard from since, ahead of
+    /// the changes waiting; returns how many such miners there were.
+    fn forget_unseen(&self, now_s: u32) -> usize {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let due = inner
+            .loaded_at_s
+            .is_some_and(|t| now_s.saturating_sub(t) >= self.evict_after_s);
+        if !due || inner.open_at_start.is_empty() {
+            return 0;
+        }
+        let open = std::mem::take(&mut inner.open_at_start);
+        let mut before = Changes::default();
+        for ((site, miner), bits) in &open {
+            let miner = Text::from(miner.as_str());
+            for (bit, ty) in EventType::TELEMETRY.into_iter().enumerate() {
+                if bits >> bit & 1 == 1 {
+                    before.resolve(*site, &miner, ty, Resolver::Evicted);
+                }
+            }
+        }
+        let later = std::mem::take(&mut inner.changes);
+        inner.changes = before.then(later);
+        open.len()
     }
 }
 

@@ -1,6 +1,8 @@
 //! The control plane's clocks, on one connection of their own: the live
-//! state flush (every `live_flush_interval`), and command timeouts and
-//! expiry plus collector silence (every `sweep_interval`).
+//! state flush (every `live_flush_interval`); command timeouts and expiry
+//! plus collector silence (every `sweep_interval`, in a tick whose flush
+//! did not fail); and, hourly, the deletion of finished commands past
+//! their retention.
 
 use std::time::{Duration, Instant};
 

@@ -35,7 +35,8 @@ pub enum Error {
 /// Rollup and retention settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupConfig {
-    /// How often `adit serve` looks for work.
+    /// How often `adit serve` looks for work (zero: it runs neither
+    /// rollups nor retention).
     pub interval: Duration,
     /// How long after an hour ends before it is rolled up (late uploads of
     /// the last minute arrive; clock skew between processes).
@@ -45,7 +46,7 @@ pub struct RollupConfig {
     /// How far back the first counter reading of an hour looks for the
     /// reading it pairs with.
     pub counter_lookback: Duration,
-    /// Daily partitions kept per table, by table name.
+    /// Days kept per daily-partitioned table, by table name.
     pub retention_days: Vec<(&'static str, i32)>,
     /// Days rows of the unpartitioned tables are kept (see [`Purged`]).
     pub purge_days: Vec<(Purged, i32)>,

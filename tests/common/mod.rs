@@ -390,3 +390,42 @@ pub async fn archive_drained(db: &tokio_postgres::Client) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// `send` with a JSON body (`Value::Null` sends none), the answer parsed as
+/// JSON (a body that is not JSON fails the test).
+pub async fn call_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Auth<'_>,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let (status, _, text) = send(addr, method, path, auth, body).await;
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+    (status, v)
+}
+
+/// Retries `check` until it returns Some (up to 15 s), failing the test
+/// with `what` after that.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

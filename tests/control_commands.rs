@@ -1,39 +1,20 @@
-//! The control plane against a real server and database: a simulated
-//! collector polls, executes and reports commands; concurrent pollers
-//! never share a command; timeouts requeue then expire; a key never
-//! touches another site's commands; heartbeat silence raises
-//! agent_offline; telemetry opens and resolves events; live and summary
-//! agree with the latest uploads.
+//! Commands through the control plane, against a real server and
+//! database: a simulated collector polls, executes and reports commands
+//! (who may do what, invalid commands refused whole, priority order, a key
+//! never touches another site's commands, cancel, history with logs);
+//! concurrent pollers never share a command; timeouts requeue then expire.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use common::*;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    auth: Auth<'_>,
-    body: Value,
-) -> (StatusCode, Value) {
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let (status, _, text) = send(addr, method, path, auth, body).await;
-    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
-    (status, v)
-}
-
 async fn create(addr: SocketAddr, admin: &str, cmd: Value) -> i64 {
-    let (status, v) = call(
+    let (status, v) = call_json(
         addr,
         "POST",
         "/api/collector/commands",
@@ -46,7 +27,7 @@ async fn create(addr: SocketAddr, admin: &str, cmd: Value) -> i64 {
 }
 
 async fn poll(addr: SocketAddr, key: &str, limit: usize) -> Vec<Value> {
-    let (status, v) = call(
+    let (status, v) = call_json(
         addr,
         "GET",
         &format!("/api/collector/commands/pending?limit={limit}"),
@@ -70,22 +51,6 @@ async fn status_of(server: &TestServer, id: i64) -> String {
         .get(0)
 }
 
-/// Retries `check` until it returns Some (up to 15 s).
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_polls_executes_and_reports_commands() {
     let server = TestServer::start("control_commands").await;
@@ -94,7 +59,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     let (key1, key2) = (server.key(1).await, server.key(2).await);
 
     // Who may do what.
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "GET",
         "/api/collector/commands/pending",
@@ -106,7 +71,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
         (s, v["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_key"))
     );
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "POST",
         "/api/collector/commands",
@@ -118,7 +83,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
         (s, v["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
-    let (s, _) = call(
+    let (s, _) = call_json(
         addr,
         "GET",
         "/api/collector/commands/pending",
@@ -129,7 +94,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // Invalid commands are refused with every problem listed, nothing made.
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "POST",
         "/api/collector/commands",
@@ -149,7 +114,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
         .map(|d| d["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, BTreeSet::from(["parameters.speed", "priority"]));
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "POST",
         "/api/collector/commands/batch",
@@ -194,7 +159,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     )
     .await;
 
-    // The site-1 collector gets its three, by priority, in the seed's shape.
+    // The site-1 collector gets its three, by priority, in the shape collectors read.
     let got = poll(addr, &key1, 50).await;
     let ids: Vec<i64> = got
         .iter()
@@ -217,7 +182,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     let got2 = poll(addr, &key2, 50).await;
     assert_eq!(got2.len(), 1);
     assert_eq!(got2[0]["command_id"], other);
-    let (s, _) = call(
+    let (s, _) = call_json(
         addr,
         "POST",
         &format!("/api/collector/commands/{high}/result"),
@@ -229,7 +194,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     assert_eq!(status_of(&server, high).await, "sent");
 
     // The collector executes and reports.
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "POST",
         &format!("/api/collector/commands/{high}/result"),
@@ -242,7 +207,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
         v,
         json!({"success": true, "message": "Result reported successfully"})
     );
-    let (s, _) = call(
+    let (s, _) = call_json(
         addr,
         "POST",
         &format!("/api/collector/commands/{mid}/result"),
@@ -252,7 +217,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     .await;
     assert_eq!(s, StatusCode::OK);
     // A second result for a finished command is a conflict.
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "POST",
         &format!("/api/collector/commands/{high}/result"),
@@ -268,7 +233,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     assert_eq!(status_of(&server, mid).await, "failed");
 
     // The failure raised command_failed for m3.
-    let (_, alerts) = call(
+    let (_, alerts) = call_json(
         addr,
         "GET",
         "/api/collector/alerts?site_id=1",
@@ -282,7 +247,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     assert_eq!(items[0]["subject"], "m3");
 
     // Cancel: the still-sent one is cancelled; a finished one cannot be.
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "DELETE",
         &format!("/api/collector/commands/{low}"),
@@ -292,7 +257,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["status"], "cancelled");
-    let (s, _) = call(
+    let (s, _) = call_json(
         addr,
         "DELETE",
         &format!("/api/collector/commands/{high}"),
@@ -301,7 +266,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     )
     .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _) = call(
+    let (s, _) = call_json(
         addr,
         "DELETE",
         "/api/collector/commands/999999",
@@ -312,7 +277,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // History: filtered, paginated, with each command's log.
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "GET",
         "/api/collector/commands/history?site_id=1&per_page=2&page=1",
@@ -323,7 +288,7 @@ async fn a_collector_polls_executes_and_reports_commands() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["data"]["total"], 3);
     assert_eq!(v["data"]["items"].as_array().unwrap().len(), 2);
-    let (_, v) = call(
+    let (_, v) = call_json(
         addr,
         "GET",
         "/api/collector/commands/history?site_id=1&status=completed",
@@ -363,7 +328,7 @@ async fn two_pollers_of_one_site_never_get_the_same_command() {
                         "priority": i % 10})
         })
         .collect();
-    let (s, v) = call(
+    let (s, v) = call_json(
         addr,
         "POST",
         "/api/collector/commands/batch",
@@ -474,318 +439,5 @@ async fn unanswered_commands_are_retried_then_expire() {
         .unwrap()
         .get(0);
     assert_eq!(retries, 1);
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeat_silence_raises_agent_offline_and_a_heartbeat_clears_it() {
-    let server = TestServer::start("control_heartbeats").await;
-    let addr = server.addr;
-    let admin = admin_token(&server).await;
-    let key = server.key(4).await;
-    let beat = json!({"status": "online", "cpu_usage": 12.5, "memory_usage": 40, "disk_usage": 70,
-        "uptime": 3600, "version": "2.1.0", "miners_online": 95, "miners_total": 100,
-        "errors_count": 0, "extra_data": {"os": "linux"}, "heartbeat_interval": 1});
-    let (s, v) = call(
-        addr,
-        "POST",
-        "/api/collector/heartbeat",
-        Auth::Key(&key),
-        beat.clone(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["data"]["received"], true);
-    let (s, v) = call(
-        addr,
-        "POST",
-        "/api/collector/heartbeat",
-        Auth::Key(&key),
-        json!({"cpu_usage": 140}),
-    )
-    .await;
-    assert_eq!(
-        (s, v["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request"))
-    );
-
-    // Silent for 3 intervals (3 s): offline, one agent_offline alert.
-    let alert = eventually("agent_offline", || async {
-        let (_, v) = call(
-            addr,
-            "GET",
-            "/api/collector/alerts?site_id=4&event_type=agent_offline",
-            Auth::Admin(&admin),
-            Value::Null,
-        )
-        .await;
-        let items = v["data"]["items"].as_array().unwrap().clone();
-        (!items.is_empty()).then(|| items[0].clone())
-    })
-    .await;
-    assert_eq!(alert["severity"], "warning");
-    assert_eq!(alert["status"], "open");
-    let status: String = server
-        .db
-        .query_one("SELECT status FROM collector_agents", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "offline");
-
-    // A heartbeat resolves it.
-    let (s, _) = call(
-        addr,
-        "POST",
-        "/api/collector/heartbeat",
-        Auth::Key(&key),
-        beat,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (_, v) = call(
-        addr,
-        "GET",
-        "/api/collector/alerts?site_id=4",
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(v["data"]["total"], 0, "{v}");
-    let (_, v) = call(
-        addr,
-        "GET",
-        "/api/collector/alerts?site_id=4&status=resolved",
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(v["data"]["items"][0]["resolved_by"], "auto");
-    assert_eq!(
-        server.count("SELECT count(*) FROM agent_heartbeats").await,
-        2
-    );
-    let version: String = server
-        .db
-        .query_one("SELECT version FROM collector_agents", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(version, "2.1.0");
-    server.stop().await;
-}
-
-/// Open alerts of `site` as (subject, event_type).
-async fn open_alerts(addr: SocketAddr, admin: &str, site: i32) -> BTreeSet<(String, String)> {
-    let (s, v) = call(
-        addr,
-        "GET",
-        &format!("/api/collector/alerts?site_id={site}"),
-        Auth::Admin(admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v["data"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["subject"].as_str().unwrap().to_string(),
-                a["event_type"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telemetry_opens_exactly_its_events_and_live_state_follows_uploads() {
-    let server = TestServer::start("control_live").await;
-    let addr = server.addr;
-    let admin = admin_token(&server).await;
-    let key = server.key(9).await;
-    let healthy = |id: &str, h: f64| {
-        json!({"miner_id": id, "online": true, "hashrate_ghs": h, "hashrate_expected_ghs": 100000,
-               "temperature_avg": 60, "temperature_max": 70, "power_consumption": 3000,
-               "model": "S19", "fan_speeds": [4000, 4200], "accepted_shares": 10})
-    };
-    let mut hot = healthy("hot", 98000.0);
-    hot["temperature_max"] = json!(96.5);
-    let mut off = healthy("off", 0.0);
-    off["online"] = json!(false);
-    let drop = healthy("drop", 30000.0);
-    let ok = healthy("ok", 101000.0);
-    let body = json!([hot, off, drop, ok]).to_string();
-    let (s, _, resp) = upload(addr, &key, &body, &[]).await;
-    assert_eq!(s, StatusCode::OK, "{resp}");
-
-    let want: BTreeSet<(String, String)> = [
-        ("drop", "hashrate_drop"),
-        ("hot", "high_temperature"),
-        ("off", "miner_offline"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    eventually("the three events", || async {
-        (open_alerts(addr, &admin, 9).await == want).then_some(())
-    })
-    .await;
-
-    // Live and summary agree with the upload.
-    let (s, v) = call(
-        addr,
-        "GET",
-        "/api/collector/live/9?per_page=10",
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let items = v["data"]["items"].as_array().unwrap();
-    let ids: Vec<&str> = items
-        .iter()
-        .map(|i| i["miner_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["drop", "hot", "off", "ok"]);
-    assert_eq!(items[1]["temperature_max"], 96.5);
-    assert_eq!(items[1]["fan_max_rpm"], 4200);
-    assert_eq!(items[2]["online"], false);
-    let (_, v) = call(
-        addr,
-        "GET",
-        "/api/collector/live/9?status=offline",
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(v["data"]["total"], 1);
-    let (_, v) = call(
-        addr,
-        "GET",
-        "/api/collector/summary/9",
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    let d = &v["data"];
-    assert_eq!(
-        (
-            d["miners_total"].as_i64(),
-            d["miners_online"].as_i64(),
-            d["miners_offline"].as_i64()
-        ),
-        (Some(4), Some(3), Some(1))
-    );
-    assert_eq!(d["total_hashrate_ghs"], 98000.0 + 30000.0 + 101000.0);
-    assert_eq!(d["total_power_w"], 9000.0);
-    assert_eq!(d["open_alerts"]["error"], 2);
-    assert_eq!(d["open_alerts"]["warning"], 1);
-
-    // A healthy follow-up resolves all three.
-    let body = json!([
-        healthy("hot", 99000.0),
-        healthy("off", 99000.0),
-        healthy("drop", 99000.0)
-    ])
-    .to_string();
-    let (s, _, _) = upload(addr, &key, &body, &[]).await;
-    assert_eq!(s, StatusCode::OK);
-    eventually("the events to resolve", || async {
-        open_alerts(addr, &admin, 9).await.is_empty().then_some(())
-    })
-    .await;
-    let summary = eventually("the summary to follow", || async {
-        let (_, v) = call(
-            addr,
-            "GET",
-            "/api/collector/summary/9",
-            Auth::Admin(&admin),
-            Value::Null,
-        )
-        .await;
-        (v["data"]["miners_online"] == 4).then_some(v)
-    })
-    .await;
-    assert_eq!(
-        summary["data"]["total_hashrate_ghs"],
-        3.0 * 99000.0 + 101000.0
-    );
-    let resolved = server
-        .count("SELECT count(*) FROM events WHERE site_id = 9 AND status = 'resolved' AND resolved_by = 'auto'")
-        .await;
-    assert_eq!(resolved, 3);
-
-    // An admin acknowledges and resolves by hand.
-    let mut worse = healthy("hot", 98000.0);
-    worse["temperature_max"] = json!(99);
-    let (s, _, _) = upload(addr, &key, &json!([worse]).to_string(), &[]).await;
-    assert_eq!(s, StatusCode::OK);
-    let id = eventually("a new high_temperature", || async {
-        let (_, v) = call(
-            addr,
-            "GET",
-            "/api/collector/alerts?site_id=9",
-            Auth::Admin(&admin),
-            Value::Null,
-        )
-        .await;
-        v["data"]["items"][0]["id"].as_i64()
-    })
-    .await;
-    let (s, v) = call(
-        addr,
-        "POST",
-        &format!("/api/collector/alerts/{id}/acknowledge"),
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(
-        (s, v["data"]["status"].as_str()),
-        (StatusCode::OK, Some("acknowledged"))
-    );
-    let (s, v) = call(
-        addr,
-        "POST",
-        &format!("/api/collector/alerts/{id}/resolve"),
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(
-        (s, v["data"]["status"].as_str()),
-        (StatusCode::OK, Some("resolved"))
-    );
-    let (s, _) = call(
-        addr,
-        "POST",
-        &format!("/api/collector/alerts/{id}/resolve"),
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(s, StatusCode::CONFLICT);
-
-    // Ingest statistics per site.
-    let (s, v) = call(
-        addr,
-        "GET",
-        "/api/collector/stats?site_id=9",
-        Auth::Admin(&admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let site = &v["data"]["sites"][0];
-    assert_eq!(
-        (
-            site["site_id"].as_i64(),
-            site["uploads"].as_i64(),
-            site["rows_accepted"].as_i64()
-        ),
-        (Some(9), Some(3), Some(8))
-    );
     server.stop().await;
 }
