@@ -186,7 +186,7 @@ impl Control {
     async fn route(&self, req: &Request<'_>, who: Principal) -> Result<Reply> {
         use Method::{Delete, Get, Post};
         let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').collect();
-        let q = read::Query::parse(req.query)?;
+        let q = query::Query::parse(req.query)?;
         match (req.method, segments.as_slice()) {
             (Get, ["commands", "pending"]) => commands::pending(self, who, &q).await,
             (Get, ["commands", "history"]) => commands::history(self, who, &q).await,

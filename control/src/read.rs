@@ -12,7 +12,7 @@ use crate::{Control, ControlError, Principal, Reply, Result};
 
 /// Every request's query string is parsed into one (the router does it
 /// before it knows the endpoint).
-pub use crate::query::Query;
+use crate::query::Query;
 
 /// `GET /api/collector/live/{site_id}`: the latest sample per miner,
 /// filters `status` (online|offline), `model`, paginated by miner id.

@@ -1,27 +1,23 @@
-//! What the control plane answers: a status and a JSON body. Every body
-//! is an envelope that starts with `success` (as the upload path's do):
-//! `{"success":true,"data":…}` (or the seed's shapes for collectors), or
-//! `{"success":false,"error":…,"code":…,"details":[…]}`. serde_json's
-//! maps sort their keys, so the envelope is written here in order.
+//! What the control plane answers on success: a JSON body that starts with
+//! `success` (as every adit answer does), `{"success":true,"data":…}` or
+//! the shapes edge collectors already parse (`{"success":true,
+//! "commands":[…],"count":n}`). Failures are [`crate::ControlError`]s,
+//! which the server renders with their status. serde_json's maps sort their
+//! keys, so the envelope is written here in order.
 
 use serde_json::Value;
 
-/// An HTTP answer, independent of the server that sends it.
+/// A 200 answer's body, independent of the server that sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    pub status: u16,
     pub body: String,
 }
 
 impl Reply {
-    /// `{"success": <success>, <k>: <v>, …}` with the members in order.
-    pub fn envelope(status: u16, success: bool, members: &[(&str, Value)]) -> Self {
+    /// `{"success": true, <k>: <v>, …}` with the members in order.
+    pub fn envelope(members: &[(&str, Value)]) -> Self {
         let mut body = String::with_capacity(64);
-        body.push_str(if success {
-            r#"{"success":true"#
-        } else {
-            r#"{"success":false"#
-        });
+        body.push_str(r#"{"success":true"#);
         for (k, v) in members {
             body.push(',');
             adit_types::push_json_string(&mut body, k);
@@ -29,12 +25,12 @@ impl Reply {
             body.push_str(&v.to_string());
         }
         body.push('}');
-        Self { status, body }
+        Self { body }
     }
 
     /// `{"success": true, "data": data}`.
     pub fn data(data: Value) -> Self {
-        Self::envelope(200, true, &[("data", data)])
+        Self::envelope(&[("data", data)])
     }
 }
 
@@ -47,20 +43,9 @@ mod tests {
     fn the_envelope_starts_with_success() {
         let r = Reply::data(json!({"b": 1, "a": "x\"y"}));
         assert_eq!(r.body, r#"{"success":true,"data":{"a":"x\"y","b":1}}"#);
-        let r = Reply::envelope(
-            400,
-            false,
-            &[
-                ("error", json!("bad")),
-                ("code", json!("c")),
-                ("details", json!([])),
-            ],
-        );
-        assert_eq!(
-            r.body,
-            r#"{"success":false,"error":"bad","code":"c","details":[]}"#
-        );
+        let r = Reply::envelope(&[("count", json!(1)), ("commands", json!([]))]);
+        assert_eq!(r.body, r#"{"success":true,"count":1,"commands":[]}"#);
         let v: Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(v["code"], "c");
+        assert_eq!(v["count"], 1);
     }
 }

@@ -57,14 +57,10 @@ pub async fn pending(ctl: &Control, who: Principal, q: &Query) -> Result<Reply> 
             })
         })
         .collect();
-    Ok(Reply::envelope(
-        200,
-        true,
-        &[
-            ("count", json!(commands.len())),
-            ("commands", Value::Array(commands)),
-        ],
-    ))
+    Ok(Reply::envelope(&[
+        ("count", json!(commands.len())),
+        ("commands", Value::Array(commands)),
+    ]))
 }
 
 /// What a collector reports of one command.
@@ -86,11 +82,10 @@ pub async fn result(ctl: &Control, who: Principal, id: i64, body: &[u8]) -> Resu
     let client = ctl.pool.get().await?;
     let (miner, command) = finish_command(&client, who, site, id, &o).await?;
     follow_event(&client, site, id, &miner, &command, &o).await?;
-    Ok(Reply::envelope(
-        200,
-        true,
-        &[("message", json!("Result reported successfully"))],
-    ))
+    Ok(Reply::envelope(&[(
+        "message",
+        json!("Result reported successfully"),
+    )]))
 }
 
 /// The body of a result, checked: a status of `completed` or `failed`, a
