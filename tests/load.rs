@@ -157,8 +157,8 @@ async fn a_server_stopped_mid_run_shows_as_failures_not_successes() {
 /// at the btree's right edge, which no load run does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_file_holds_rounds_of_the_same_fleet() {
-    let db_url = fresh_database("copyfile").await;
-    let mut db = connect(&db_url).await;
+    let database = TestDb::new("copyfile").await;
+    let mut db = connect(database.url()).await;
     adit::migrate::migrate(&mut db).await.unwrap();
     let dir = std::env::temp_dir().join(format!("adit-copyfile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
