@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: adit against its limits, all in one run on one machine (SPEC §5).
+# make bench: adit against its limits, all in one run on one machine.
 #   (a) raw limit: psql \copy (FORMAT binary) of the same rows into the same
 #       table, 1 and 2 parallel streams, best taken; the rows are rounds of
 #       the same fleet, as (b) sends them (2 streams: half the sites each)
@@ -85,11 +85,11 @@ raw_1=0; raw_2=0
 for run in 1 2; do
     psql_q "$raw_url" "TRUNCATE $part; CHECKPOINT" >/dev/null
     t0=$(now); copy_into "$out/raw.copy"; t1=$(now)
-    r1=$(python3 -c "print(round($RAW_ROWS / ($t1 - $t0)))")
+    r1=$("$adit" bench-report rows-per-s --rows "$RAW_ROWS" --from "$t0" --to "$t1")
     psql_q "$raw_url" "TRUNCATE $part; CHECKPOINT" >/dev/null
     t0=$(now); copy_into "$out/raw.copy.0" & p0=$!; copy_into "$out/raw.copy.1" & p1=$!
     wait $p0 $p1; t1=$(now)
-    r2=$(python3 -c "print(round($RAW_ROWS / ($t1 - $t0)))")
+    r2=$("$adit" bench-report rows-per-s --rows "$RAW_ROWS" --from "$t0" --to "$t1")
     echo "  run $run: 1 stream $r1 rows/s, 2 streams $r2 rows/s" >&2
     raw_1=$(( r1 > raw_1 ? r1 : raw_1 )); raw_2=$(( r2 > raw_2 ? r2 : raw_2 ))
 done
@@ -114,7 +114,7 @@ load "$e2e_url" "$out/e2e.json" --create-sites "$SITES" --concurrency "$CONCURRE
 cpu_ticks=$(( $(awk '{ print $14 + $15 }' "/proc/$server_pid/stat") - cpu0 ))
 
 # ---- (d) latency at half the maximum rate -------------------------------
-half_rate=$(python3 -c "import json; print(round(json.load(open('$out/e2e.json'))['uploads_per_s'] / 2, 2))")
+half_rate=$("$adit" bench-report upload-rate --report "$out/e2e.json" --times 0.5)
 say "(d) open model at $half_rate uploads/s (half of max), ${SECONDS_RUN}s"
 load "$e2e_url" "$out/half.json" --create-sites "$SITES" --rate "$half_rate" \
     --duration "${SECONDS_RUN}s" --verify --trace "$out/half-trace.csv"
@@ -126,7 +126,7 @@ psql_q "$admin_url" "DROP DATABASE adit_bench_e2e" >/dev/null
 rm -rf "$out/archive"
 
 # ---- (g) overload: 3x the maximum rate ---------------------------------
-over_rate=$(python3 -c "import json; print(round(json.load(open('$out/e2e.json'))['uploads_per_s'] * 3, 2))")
+over_rate=$("$adit" bench-report upload-rate --report "$out/e2e.json" --times 3)
 say "(g) overload: open model at $over_rate uploads/s (3x max), ${SECONDS_RUN}s, no retries"
 over_url=$(fresh_db adit_bench_over)
 rm -rf "$out/archive"
@@ -157,72 +157,6 @@ else
 fi
 
 # ---- table and JSON -------------------------------------------------------
-RAW_1=$raw_1 RAW_2=$raw_2 RSS=$rss OVER_RSS=$over_rss CPU_TICKS=$cpu_ticks OUT=$out python3 - <<'EOF'
-import json, os, datetime, platform
-out = os.environ["OUT"]
-ld = lambda n: json.load(open(f"{out}/{n}.json"))
-e2e, half, fd, crit = ld("e2e"), ld("half"), ld("frontdoor"), ld("criterion")
-over = ld("overload")
-over_sent = max(sum(over["status_counts"].values()), 1)
-over_shed = over["status_counts"].get("503", 0) / over_sent
-raw1, raw2 = int(os.environ["RAW_1"]), int(os.environ["RAW_2"])
-raw = max(raw1, raw2)
-cpu = open("/proc/cpuinfo").read()
-model = next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith("model name")), platform.processor())
-parquet = crit.get("parquet_encode/10k", {}).get("rows_per_s")
-latest = {
-    "raw_copy_rows_per_s": raw,
-    "raw_copy_rows_per_s_1_stream": raw1,
-    "raw_copy_rows_per_s_2_streams": raw2,
-    "e2e_rows_per_s": round(e2e["rows_per_s"]),
-    "e2e_ratio": round(e2e["rows_per_s"] / raw, 3),
-    "e2e_p50_ms": e2e["latency_ms_p50"],
-    "e2e_p99_ms": e2e["latency_ms_p99"],
-    "e2e_verified": e2e.get("verified"),
-    "adit_cpu_s_per_million_rows": round(int(os.environ["CPU_TICKS"]) / 100 / max(e2e["rows_acked"], 1) * 1e6, 2),
-    "front_door_rows_per_s": round(fd["rows_per_s"]),
-    "half_max_rate_uploads_per_s": half["uploads_per_s"],
-    "p50_ms_at_half_max": half["latency_ms_p50"],
-    "p99_ms_at_half_max": half["latency_ms_p99"],
-    "peak_rss_mib": max(float(os.environ["RSS"]), float(os.environ["OVER_RSS"])),
-    "overload_offered_uploads_per_s": round(e2e["uploads_per_s"] * 3, 2),
-    "overload_peak_rss_mib": float(os.environ["OVER_RSS"]),
-    "overload_acked_rows_per_s": round(over["rows_per_s"]),
-    "overload_shed_fraction": round(over_shed, 3),
-    "overload_verified": over.get("verified"),
-    "parquet_rows_per_s_per_core": parquet,
-    "criterion": crit,
-    "machine": {"cores": os.cpu_count(), "cpu_model": model},
-    "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-}
-json.dump(latest, open(f"{out}/latest.json", "w"), indent=2)
-def fmt(v):
-    if v is None:
-        return "n/a (not built)"
-    if isinstance(v, (int, float)):
-        return f"{v:,.0f}" if v >= 100 else f"{v:.2f}" if v < 10 else f"{v:.1f}"
-    return str(v)
-rows = [
-    ("raw psql binary COPY, best (rows/s)", raw, "1 stream %s, 2 streams %s" % (f"{raw1:,}", f"{raw2:,}")),
-    ("adit end to end (rows/s)", latest["e2e_rows_per_s"], "verified" if e2e.get("verified") else "NOT VERIFIED"),
-    ("e2e ratio to raw COPY", latest["e2e_ratio"], "target >= 0.8"),
-    ("front door alone (rows/s)", latest["front_door_rows_per_s"], "target >= 250,000"),
-    ("p50 ms at half max", latest["p50_ms_at_half_max"], f"at {half['uploads_per_s']:.1f} uploads/s"),
-    ("p99 ms at half max", latest["p99_ms_at_half_max"], "target <= 200"),
-    ("peak RSS MiB", latest["peak_rss_mib"], "target <= 1024"),
-    ("  at 3x max offered load", latest["overload_peak_rss_mib"],
-     f"{latest['overload_offered_uploads_per_s']:.0f} uploads/s offered, {over_shed:.0%} shed with 503, "
-     + ("acked verified" if over.get("verified") else "NOT VERIFIED")),
-    ("  acked rows/s under overload", latest["overload_acked_rows_per_s"], ""),
-    ("adit CPU s per million rows (e2e)", latest["adit_cpu_s_per_million_rows"], "user+sys"),
-    ("Parquet rows/s per core", parquet, ""),
-]
-for k, v in sorted(crit.items()):
-    if "rows_per_s" in v:
-        rows.append((f"criterion {k} (rows/s)", round(v["rows_per_s"]), ""))
-print(f"\nadit bench — {latest['timestamp']} — {os.cpu_count()} cores, {model}")
-print(f"{'measure':<44} {'value':>16}  note")
-for name, v, note in rows:
-    print(f"{name:<44} {fmt(v):>16}  {note}")
-print(f"\nwritten to {out}/latest.json")
-EOF
+# latest.json and the table (adit_load::bench).
+"$adit" bench-report --dir "$out" --raw-1 "$raw_1" --raw-2 "$raw_2" --rss "$rss" \
+    --over-rss "$over_rss" --cpu-ticks "$cpu_ticks"

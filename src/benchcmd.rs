@@ -1,4 +1,4 @@
-//! `adit copy-file` (for `make bench`): writes the rows a load run would
+//! `make bench`'s helpers. `adit copy-file` writes the rows a load run would
 //! upload as a PostgreSQL binary COPY file, through the real parse and
 //! encode path, so psql's raw `\copy … (FORMAT binary)` and adit load the
 //! very same rows into the same table.
@@ -9,6 +9,10 @@
 //! (site_id, miner_id, ts) takes rows of ever new miners at its right
 //! edge almost for free, while rounds of the same miners land all over it,
 //! as they do under a load run.
+//!
+//! `adit bench-report` writes `latest.json` and prints the table from the
+//! load runs' JSON reports (`adit_load::bench`); its `rows-per-s` and
+//! `upload-rate` subcommands are the sums the script makes between runs.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -106,3 +110,77 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
 }
 
 const HOUR_US: i64 = MICROS_PER_DAY / 24;
+
+/// `adit bench-report`: `make bench`'s report, and the rates its runs take
+/// from one another.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchReportArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchRateCommand>,
+    /// Where the load runs wrote their JSON reports (e2e.json, half.json,
+    /// frontdoor.json, overload.json) and criterion.json; latest.json is
+    /// written there.
+    #[arg(long, default_value = "target/bench")]
+    pub dir: PathBuf,
+    /// Best raw psql binary COPY rate with 1 stream (rows/s).
+    #[arg(long, required = true)]
+    pub raw_1: Option<u64>,
+    /// Best raw psql binary COPY rate with 2 streams (rows/s).
+    #[arg(long, required = true)]
+    pub raw_2: Option<u64>,
+    /// adit's peak RSS (MiB) over the end-to-end and half-rate runs.
+    #[arg(long, required = true)]
+    pub rss: Option<f64>,
+    /// adit's peak RSS (MiB) under the 3x overload.
+    #[arg(long, required = true)]
+    pub over_rss: Option<f64>,
+    /// adit's user + system clock ticks during the end-to-end run.
+    #[arg(long, required = true)]
+    pub cpu_ticks: Option<u64>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchRateCommand {
+    /// Print the rows/s of a copy of --rows rows between two
+    /// `date +%s.%N` stamps.
+    RowsPerS {
+        #[arg(long)]
+        rows: u64,
+        #[arg(long)]
+        from: f64,
+        #[arg(long)]
+        to: f64,
+    },
+    /// Print a load run's uploads/s (from its --json-report) times --times,
+    /// to two decimals.
+    UploadRate {
+        #[arg(long)]
+        report: PathBuf,
+        #[arg(long)]
+        times: f64,
+    },
+}
+
+pub fn bench_report(args: BenchReportArgs) -> anyhow::Result<()> {
+    use adit_load::bench;
+    match args.command {
+        Some(BenchRateCommand::RowsPerS { rows, from, to }) => {
+            println!("{}", bench::rows_per_s(rows, from, to)?);
+        }
+        Some(BenchRateCommand::UploadRate { report, times }) => {
+            println!("{}", bench::scaled_upload_rate(&report, times)?);
+        }
+        None => {
+            let measured = bench::Measured {
+                raw_1: args.raw_1.context("--raw-1 is required")?,
+                raw_2: args.raw_2.context("--raw-2 is required")?,
+                rss_mib: args.rss.context("--rss is required")?,
+                over_rss_mib: args.over_rss.context("--over-rss is required")?,
+                cpu_ticks: args.cpu_ticks.context("--cpu-ticks is required")?,
+            };
+            bench::report(&args.dir, measured)?;
+        }
+    }
+    Ok(())
+}

@@ -62,6 +62,11 @@ pub enum Command {
     /// the column list (used by `make bench` for the raw psql baseline).
     #[command(hide = true)]
     CopyFile(crate::benchcmd::CopyFileArgs),
+    /// Benchmarking: `make bench`'s report (latest.json and its table) from
+    /// the load runs' JSON reports, and the rates the runs take from one
+    /// another (`rows-per-s`, `upload-rate`).
+    #[command(hide = true)]
+    BenchReport(crate::benchcmd::BenchReportArgs),
 }
 
 #[derive(Debug, Args)]

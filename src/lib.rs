@@ -43,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Load(args) => loadcmd::load(args).await,
         Command::CopyFile(args) => benchcmd::copy_file(args),
+        Command::BenchReport(args) => benchcmd::bench_report(args),
         Command::Archive {
             db,
             archive,

@@ -8,8 +8,8 @@ use common::*;
 
 #[tokio::test]
 async fn database_errors_show_the_message_and_sqlstate() {
-    let db = fresh_database("db_errors").await;
-    let client = connect(&db).await;
+    let db = TestDb::new("db_errors").await;
+    let client = connect(db.url()).await;
     let e = client
         .query_one("SELECT 9223372036854775807::int8 + 1", &[])
         .await
@@ -77,8 +77,8 @@ async fn connection_failures_show_their_cause() {
 /// plane) instead of queueing without limit.
 #[tokio::test]
 async fn an_exhausted_pool_refuses_instead_of_queueing_forever() {
-    let db = fresh_database("pool_wait").await;
-    let pool = adit::db::pool(&db, 1).unwrap();
+    let db = TestDb::new("pool_wait").await;
+    let pool = adit::db::pool(db.url(), 1).unwrap();
     let held = pool.get().await.unwrap();
     let waited = tokio::time::timeout(adit::db::POOL_WAIT * 4, pool.get()).await;
     let Ok(Err(e)) = waited else {

@@ -5,19 +5,12 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use adit_server::limits::Rate;
 use common::*;
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn gzip_best(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_get_clear_answers_and_write_nothing() {

@@ -38,7 +38,8 @@ fn line_of(db_url: &str, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_list_shows_a_prefix_and_revoke_takes_the_key_itself() {
-    let db_url = fresh_database("keys_cli").await;
+    let database = TestDb::new("keys_cli").await;
+    let db_url = database.url().to_string();
     let (ok, out, err) = keys(&db_url, &["create", "--site", "3", "--name", "farm"]);
     assert!(ok, "{err}");
     let key = last_line(&out);

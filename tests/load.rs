@@ -157,8 +157,8 @@ async fn a_server_stopped_mid_run_shows_as_failures_not_successes() {
 /// at the btree's right edge, which no load run does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_file_holds_rounds_of_the_same_fleet() {
-    let db_url = fresh_database("copyfile").await;
-    let mut db = connect(&db_url).await;
+    let database = TestDb::new("copyfile").await;
+    let mut db = connect(database.url()).await;
     adit::migrate::migrate(&mut db).await.unwrap();
     let dir = std::env::temp_dir().join(format!("adit-copyfile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -217,4 +217,88 @@ async fn copy_file_holds_rounds_of_the_same_fleet() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `adit bench-report` (make bench's table and latest.json) reads the JSON
+/// reports a real load run writes, and its rate subcommands read them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_report_reads_real_load_reports() {
+    let srv = TestServer::start("benchreport").await;
+    let closed = args(
+        srv.addr,
+        &srv.db_url,
+        &["--concurrency", "2", "--duration", "1s", "--verify"],
+    );
+    let report = adit_load::run_load(&closed, sites(&srv, &[21]).await)
+        .await
+        .unwrap();
+    srv.stop().await;
+    let dir = std::env::temp_dir().join(format!("adit-benchreport-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for run in ["e2e", "half", "frontdoor", "overload"] {
+        let json = serde_json::to_vec_pretty(&report).unwrap();
+        std::fs::write(dir.join(format!("{run}.json")), json).unwrap();
+    }
+    std::fs::write(dir.join("criterion.json"), "{}").unwrap();
+    let adit = |args: &[&str]| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(run.stdout).unwrap()
+    };
+    let dir_s = dir.to_str().unwrap();
+    let table = adit(&[
+        "bench-report",
+        "--dir",
+        dir_s,
+        "--raw-1",
+        "1000",
+        "--raw-2",
+        "2000",
+        "--rss",
+        "10.5",
+        "--over-rss",
+        "20.5",
+        "--cpu-ticks",
+        "150",
+    ]);
+    assert!(table.contains("adit end to end (rows/s)"), "{table}");
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("latest.json")).unwrap()).unwrap();
+    assert_eq!(latest["raw_copy_rows_per_s"], 2000);
+    assert_eq!(
+        latest["e2e_rows_per_s"],
+        report.rows_per_s.round_ties_even() as i64
+    );
+    assert_eq!(latest["e2e_verified"], true);
+    assert_eq!(latest["peak_rss_mib"], 20.5);
+    assert_eq!(latest["half_max_rate_uploads_per_s"], report.uploads_per_s);
+    let e2e = dir.join("e2e.json");
+    let half: f64 = adit(&[
+        "bench-report",
+        "upload-rate",
+        "--report",
+        e2e.to_str().unwrap(),
+        "--times",
+        "0.5",
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    assert!((half - report.uploads_per_s / 2.0).abs() <= 0.005, "{half}");
+    let rate = adit(&[
+        "bench-report",
+        "rows-per-s",
+        "--rows",
+        "1000",
+        "--from",
+        "1.5",
+        "--to",
+        "3.5",
+    ]);
+    assert_eq!(rate.trim(), "500");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,6 +7,7 @@
 //! exactly the acknowledged rows arrived.
 
 mod args;
+pub mod bench;
 pub mod fleet;
 pub mod report;
 pub mod runner;

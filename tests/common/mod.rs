@@ -1,62 +1,22 @@
-//! Test fixtures: a fresh database per test on the Makefile's private
-//! PostgreSQL cluster, an adit server on 127.0.0.1:0, and an HTTP client.
-#![allow(dead_code, unreachable_pub)]
+//! Test fixtures that know adit: an adit server on 127.0.0.1:0 (in
+//! process or the real binary), keys, control-plane requests, the archive
+//! drained. The generic ones (a fresh database per test on the Makefile's
+//! private PostgreSQL cluster, HTTP, rows, gzip) live in `adit-testkit`
+//! and are re-exported here.
+// Each test file uses some of these; re-exports the others leave unused.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{HeaderMap, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::StatusCode;
 use tokio::sync::oneshot;
-use tokio_postgres::NoTls;
 
 use adit::serve::ServeConfig;
-
-/// The cluster's admin URL; tests fail loudly without it.
-pub fn admin_url() -> String {
-    std::env::var("ADIT_TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .expect(
-            "these tests need PostgreSQL: run `make test`, or `scripts/pg.sh start` and \
-             export DATABASE_URL=$(scripts/pg.sh url)",
-        )
-}
-
-/// Replaces the database name of a URL.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("URL has a database");
-    format!("{base}/{db}")
-}
-
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot connect to {url}: {e}; is `scripts/pg.sh start` running?")
-        });
-    tokio::spawn(conn);
-    client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
-    client
-}
-
-/// A new empty database, named after the test.
-pub async fn fresh_database(name: &str) -> String {
-    fresh_database_on(&admin_url(), name).await
-}
-
-/// A new empty database on the cluster behind `admin`.
-pub async fn fresh_database_on(admin: &str, name: &str) -> String {
-    let client = connect(admin).await;
-    let db = format!("adit_t_{}_{}", name, rand::random::<u32>());
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .unwrap();
-    with_database(admin, &db)
-}
+pub use adit_testkit::{
+    admin_url, array, connect, free_port, fresh_database, fresh_database_on, get, gzip, gzip_best,
+    json, request, rows, upload, upload_rows, wait_healthy, Response, TestDb,
+};
 
 /// A running server with its own database.
 pub struct TestServer {
@@ -137,82 +97,6 @@ impl TestServer {
     }
 }
 
-pub type Response = (StatusCode, HeaderMap, String);
-
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> anyhow::Result<Response> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client.request(req.body(Full::new(body.into()))?).await?;
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await?.to_bytes();
-    Ok((
-        parts.status,
-        parts.headers,
-        String::from_utf8(body.to_vec())?,
-    ))
-}
-
-pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
-    request(addr, "GET", path, &[], Bytes::new()).await
-}
-
-/// Gzip-posts `json` to the upload endpoint with `key`.
-pub async fn upload(addr: SocketAddr, key: &str, json: &str, extra: &[(&str, &str)]) -> Response {
-    let mut headers = vec![
-        ("x-collector-key", key),
-        ("content-type", "application/json"),
-        ("content-encoding", "gzip"),
-    ];
-    headers.extend_from_slice(extra);
-    request(
-        addr,
-        "POST",
-        "/api/collector/upload",
-        &headers,
-        gzip(json.as_bytes()),
-    )
-    .await
-    .unwrap()
-}
-
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
-
-pub fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// `n` valid sample rows with distinct miner ids `{prefix}-{i}`.
-pub fn rows(prefix: &str, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"miner_id":"{prefix}-{i}","online":{},"hashrate_ghs":{}.5,"temperature_max":70,"accepted_shares":{i}}}"#,
-                i % 10 != 0,
-                100_000 + i
-            )
-        })
-        .collect()
-}
-
-pub fn array(rows: &[String]) -> String {
-    format!("[{}]", rows.join(","))
-}
-
 /// Starts the real `adit serve` binary on `port` against `db_url`.
 pub fn spawn_adit(
     db_url: &str,
@@ -273,27 +157,6 @@ pub async fn spawn_with_key(name: &str, site: i32, args: &[&str], env: &[(&str, 
     }
 }
 
-/// Waits (up to 30 s) until /health answers on `port`.
-pub async fn wait_healthy(port: u16) {
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if let Ok((StatusCode::OK, _, _)) = get(addr, "/health").await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("adit did not become healthy on port {port}");
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs `python3 -c script args…`, failing with a hint when the tools the
 /// tests need are missing.
 pub fn python(script: &str, args: &[&str]) -> String {
@@ -352,14 +215,6 @@ pub async fn admin_token(server: &TestServer) -> String {
         .await
         .unwrap()
         .1
-}
-
-/// Uploads `rows` in uploads of `chunk` rows, each answered 200.
-pub async fn upload_rows(addr: SocketAddr, key: &str, rows: &[String], chunk: usize) {
-    for part in rows.chunks(chunk) {
-        let (status, _, body) = upload(addr, key, &array(part), &[]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
 }
 
 /// Waits (up to 60 s) until nothing is left to archive: no batch queued,

@@ -14,9 +14,9 @@
 
 use adit_types::{Board, Boards, Sample, Text};
 
-use super::{
-    f32c, i16c, known_bit, timestamp_text, Rules, Window, BOARDS_COUNT_MAX, EFFICIENCY_MAX,
-    FREQUENCY_MAX_MHZ, LATENCY_MAX_MS,
+use super::fields::{f32c, i16c, known_bit, timestamp_text};
+use super::rules::{
+    Rules, Window, BOARDS_COUNT_MAX, EFFICIENCY_MAX, FREQUENCY_MAX_MHZ, LATENCY_MAX_MS,
 };
 
 /// How deep a row the fast path takes nests, counting the batch's array:
@@ -407,7 +407,8 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    use super::super::{parse_batch, parse_batch_full_path, Rules, Window};
+    use super::super::rules::Window;
+    use super::super::{parse_batch, parse_batch_full_path, Rules};
 
     const NOW: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 

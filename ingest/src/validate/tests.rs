@@ -1,4 +1,7 @@
+use adit_types::{RowError, UploadSummary, MAX_LISTED_ERRORS};
+
 use super::*;
+use crate::Error;
 
 const NOW: i64 = 1_763_800_000_000_000; // 2025-11-22T08:26:40Z
 

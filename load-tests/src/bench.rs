@@ -1,0 +1,344 @@
+//! The `make bench` report: the load runs' JSON reports (closed-model end
+//! to end, half its rate, front door alone, 3x overload), the raw COPY
+//! rates, peak RSS, adit's CPU ticks and the criterion summary become
+//! `latest.json` and one printed table. Also the small sums the bench
+//! script needs between runs (a raw COPY rate, a load run's rate scaled).
+//!
+//! The keys of `latest.json` are read by people and scripts comparing runs:
+//! each keeps its name and meaning.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+/// The figures a load run's JSON report (`adit load --json-report`) gives
+/// the bench report.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoadFigures {
+    pub rows_per_s: f64,
+    pub uploads_per_s: f64,
+    pub rows_acked: u64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    #[serde(default)]
+    pub status_counts: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub verified: Option<bool>,
+}
+
+/// The load runs of one bench, as `<dir>/{e2e,half,frontdoor,overload}.json`,
+/// and the criterion summary `<dir>/criterion.json`.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    pub e2e: LoadFigures,
+    pub half: LoadFigures,
+    pub frontdoor: LoadFigures,
+    pub overload: LoadFigures,
+    /// Benchmark id → its figures (`rows_per_s`, `mean_ns`, …), as
+    /// `benches/summarize.py` writes them; empty without criterion.
+    pub criterion: BTreeMap<String, serde_json::Value>,
+}
+
+/// What the bench script measured itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    /// Best raw psql binary COPY rate, 1 stream and 2 streams (rows/s).
+    pub raw_1: u64,
+    pub raw_2: u64,
+    /// adit's peak RSS (VmHWM, MiB) over the end-to-end and half-rate runs.
+    pub rss_mib: f64,
+    /// adit's peak RSS (MiB) under the 3x overload.
+    pub over_rss_mib: f64,
+    /// adit's user + system clock ticks (1/100 s) during the end-to-end run.
+    pub cpu_ticks: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+}
+
+/// `latest.json`, key for key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latest {
+    pub raw_copy_rows_per_s: u64,
+    pub raw_copy_rows_per_s_1_stream: u64,
+    pub raw_copy_rows_per_s_2_streams: u64,
+    pub e2e_rows_per_s: i64,
+    pub e2e_ratio: f64,
+    pub e2e_p50_ms: f64,
+    pub e2e_p99_ms: f64,
+    pub e2e_verified: Option<bool>,
+    pub adit_cpu_s_per_million_rows: f64,
+    pub front_door_rows_per_s: i64,
+    pub half_max_rate_uploads_per_s: f64,
+    pub p50_ms_at_half_max: f64,
+    pub p99_ms_at_half_max: f64,
+    pub peak_rss_mib: f64,
+    pub overload_offered_uploads_per_s: f64,
+    pub overload_peak_rss_mib: f64,
+    pub overload_acked_rows_per_s: i64,
+    pub overload_shed_fraction: f64,
+    pub overload_verified: Option<bool>,
+    pub parquet_rows_per_s_per_core: Option<f64>,
+    pub criterion: BTreeMap<String, serde_json::Value>,
+    pub machine: Machine,
+    pub timestamp: String,
+}
+
+/// The criterion benchmark whose rate is the archive's Parquet encoding.
+const PARQUET_BENCH: &str = "parquet_encode/10k";
+
+/// Reads `<dir>`'s run reports.
+pub fn read_runs(dir: &Path) -> anyhow::Result<Runs> {
+    Ok(Runs {
+        e2e: read_json(&dir.join("e2e.json"))?,
+        half: read_json(&dir.join("half.json"))?,
+        frontdoor: read_json(&dir.join("frontdoor.json"))?,
+        overload: read_json(&dir.join("overload.json"))?,
+        criterion: read_json(&dir.join("criterion.json"))?,
+    })
+}
+
+/// Builds `latest.json` from the runs and what the script measured.
+pub fn build(
+    runs: &Runs,
+    m: Measured,
+    machine: Machine,
+    timestamp: String,
+) -> anyhow::Result<Latest> {
+    let raw = m.raw_1.max(m.raw_2);
+    if raw == 0 {
+        bail!("no raw COPY rate: --raw-1 and --raw-2 are both 0");
+    }
+    let (e2e, half, over) = (&runs.e2e, &runs.half, &runs.overload);
+    let cpu_s = m.cpu_ticks as f64 / 100.0;
+    Ok(Latest {
+        raw_copy_rows_per_s: raw,
+        raw_copy_rows_per_s_1_stream: m.raw_1,
+        raw_copy_rows_per_s_2_streams: m.raw_2,
+        e2e_rows_per_s: round_int(e2e.rows_per_s),
+        e2e_ratio: round_to(e2e.rows_per_s / raw as f64, 3),
+        e2e_p50_ms: e2e.latency_ms_p50,
+        e2e_p99_ms: e2e.latency_ms_p99,
+        e2e_verified: e2e.verified,
+        adit_cpu_s_per_million_rows: round_to(cpu_s / e2e.rows_acked.max(1) as f64 * 1e6, 2),
+        front_door_rows_per_s: round_int(runs.frontdoor.rows_per_s),
+        half_max_rate_uploads_per_s: half.uploads_per_s,
+        p50_ms_at_half_max: half.latency_ms_p50,
+        p99_ms_at_half_max: half.latency_ms_p99,
+        peak_rss_mib: m.rss_mib.max(m.over_rss_mib),
+        overload_offered_uploads_per_s: round_to(e2e.uploads_per_s * 3.0, 2),
+        overload_peak_rss_mib: m.over_rss_mib,
+        overload_acked_rows_per_s: round_int(over.rows_per_s),
+        overload_shed_fraction: round_to(shed_fraction(over), 3),
+        overload_verified: over.verified,
+        parquet_rows_per_s_per_core: runs
+            .criterion
+            .get(PARQUET_BENCH)
+            .and_then(|b| b.get("rows_per_s"))
+            .and_then(serde_json::Value::as_f64),
+        criterion: runs.criterion.clone(),
+        machine,
+        timestamp,
+    })
+}
+
+/// Share of the overload run's uploads answered 503 (shed).
+fn shed_fraction(over: &LoadFigures) -> f64 {
+    let sent = over.status_counts.values().sum::<u64>().max(1);
+    *over.status_counts.get("503").unwrap_or(&0) as f64 / sent as f64
+}
+
+/// The printed table: one line per measure, with its target or context.
+pub fn table(latest: &Latest, runs: &Runs) -> String {
+    let l = latest;
+    let verified = |v: Option<bool>, yes: &str, no: &str| match v {
+        Some(true) => yes.to_string(),
+        _ => no.to_string(),
+    };
+    let over_note = format!(
+        "{:.0} uploads/s offered, {:.0}% shed with 503, {}",
+        l.overload_offered_uploads_per_s,
+        shed_fraction(&runs.overload) * 100.0,
+        verified(l.overload_verified, "acked verified", "NOT VERIFIED"),
+    );
+    let num = |v: f64| Some(v);
+    let mut rows: Vec<(String, Option<f64>, String)> = vec![
+        row(
+            "raw psql binary COPY, best (rows/s)",
+            num(l.raw_copy_rows_per_s as f64),
+            format!(
+                "1 stream {}, 2 streams {}",
+                thousands(l.raw_copy_rows_per_s_1_stream as f64),
+                thousands(l.raw_copy_rows_per_s_2_streams as f64)
+            ),
+        ),
+        row(
+            "adit end to end (rows/s)",
+            num(l.e2e_rows_per_s as f64),
+            verified(l.e2e_verified, "verified", "NOT VERIFIED"),
+        ),
+        row("e2e ratio to raw COPY", num(l.e2e_ratio), "target >= 0.8"),
+        row(
+            "front door alone (rows/s)",
+            num(l.front_door_rows_per_s as f64),
+            "target >= 250,000",
+        ),
+        row(
+            "p50 ms at half max",
+            num(l.p50_ms_at_half_max),
+            format!("at {:.1} uploads/s", runs.half.uploads_per_s),
+        ),
+        row(
+            "p99 ms at half max",
+            num(l.p99_ms_at_half_max),
+            "target <= 200",
+        ),
+        row("peak RSS MiB", num(l.peak_rss_mib), "target <= 1024"),
+        row(
+            "  at 3x max offered load",
+            num(l.overload_peak_rss_mib),
+            over_note,
+        ),
+        row(
+            "  acked rows/s under overload",
+            num(l.overload_acked_rows_per_s as f64),
+            "",
+        ),
+        row(
+            "adit CPU s per million rows (e2e)",
+            num(l.adit_cpu_s_per_million_rows),
+            "user+sys",
+        ),
+        row("Parquet rows/s per core", l.parquet_rows_per_s_per_core, ""),
+    ];
+    for (id, bench) in &l.criterion {
+        if let Some(rate) = bench.get("rows_per_s").and_then(serde_json::Value::as_f64) {
+            let name = format!("criterion {id} (rows/s)");
+            rows.push((name, Some(round_int(rate) as f64), String::new()));
+        }
+    }
+    let mut out = format!(
+        "\nadit bench — {} — {} cores, {}\n",
+        l.timestamp, l.machine.cores, l.machine.cpu_model
+    );
+    let _ = writeln!(out, "{:<44} {:>16}  note", "measure", "value");
+    for (name, value, note) in rows {
+        let _ = writeln!(out, "{name:<44} {:>16}  {note}", cell(value));
+    }
+    out
+}
+
+fn row(name: &str, value: Option<f64>, note: impl Into<String>) -> (String, Option<f64>, String) {
+    (name.to_string(), value, note.into())
+}
+
+/// A table value: thousands-separated from 100 up, one decimal from 10,
+/// two below; a missing figure is a benchmark that was not built.
+fn cell(value: Option<f64>) -> String {
+    match value {
+        None => "n/a (not built)".to_string(),
+        Some(v) if v >= 100.0 => thousands(v),
+        Some(v) if v < 10.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.1}"),
+    }
+}
+
+/// `1234567.4` → `1,234,567`.
+fn thousands(v: f64) -> String {
+    let digits = format!("{v:.0}");
+    let (sign, digits) = match digits.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", digits.as_str()),
+    };
+    let mut out = String::with_capacity(digits.len() * 4 / 3 + 1);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+/// Writes `<dir>/latest.json` and prints the table (`adit bench-report`).
+pub fn report(dir: &Path, m: Measured) -> anyhow::Result<()> {
+    let runs = read_runs(dir)?;
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let latest = build(&runs, m, this_machine(), timestamp)?;
+    let path = dir.join("latest.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&latest)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print!("{}", table(&latest, &runs));
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}
+
+/// Rows per second of a copy of `rows` rows between two `date +%s.%N`
+/// stamps, to the nearest row.
+pub fn rows_per_s(rows: u64, from: f64, to: f64) -> anyhow::Result<u64> {
+    if to <= from {
+        bail!("--to ({to}) must be after --from ({from})");
+    }
+    Ok(round_int(rows as f64 / (to - from)) as u64)
+}
+
+/// A load run's uploads/s times `factor`, to two decimals: the rate of
+/// the open-model runs that follow it (half of it, three times it).
+pub fn scaled_upload_rate(report: &Path, factor: f64) -> anyhow::Result<f64> {
+    let run: LoadFigures = read_json(report)?;
+    Ok(round_to(run.uploads_per_s * factor, 2))
+}
+
+/// This machine's logical cores and CPU model (from /proc/cpuinfo).
+pub fn this_machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |line: &str, name: &str| {
+        line.strip_prefix(name)
+            .filter(|rest| rest.trim_start().starts_with(':'))
+            .map(|rest| {
+                rest.split_once(':')
+                    .map_or("", |(_, v)| v)
+                    .trim()
+                    .to_string()
+            })
+    };
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| field(l, "model name"))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let listed = cpuinfo
+        .lines()
+        .filter(|l| field(l, "processor").is_some())
+        .count();
+    let cores = match listed {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    Machine { cores, cpu_model }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a bench report", path.display()))
+}
+
+/// Nearest integer, halves to even (as the report always rounded).
+fn round_int(v: f64) -> i64 {
+    v.round_ties_even() as i64
+}
+
+/// `v` to `digits` decimals, halves to even.
+fn round_to(v: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (v * scale).round_ties_even() / scale
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! The bench report against what the Python report of the bench script
+//! wrote for the same inputs (`EXPECTED_LATEST`, `EXPECTED_TABLE`).
+
+use super::*;
+
+const E2E: &str = r#"{"model":"closed","seconds":20.0,"uploads_ok":1200,"uploads_failed":0,"uploads_not_sent":0,"retries":0,"rows_acked":1200000,"rows_per_s":60012.5,"uploads_per_s":60.0125,"mb_per_s_compressed":3.1,"mb_per_s_raw":40.2,"latency_ms_p50":250.5,"latency_ms_p90":300.0,"latency_ms_p99":358.125,"latency_ms_p999":400.0,"latency_ms_max":410.0,"status_counts":{"200":1200},"generator_cpu_s":1.5,"verified":true}"#;
+const HALF: &str = r#"{"model":"open","seconds":20.0,"uploads_ok":600,"uploads_failed":0,"uploads_not_sent":0,"retries":0,"rows_acked":600000,"rows_per_s":30000.0,"uploads_per_s":30.01,"mb_per_s_compressed":1.5,"mb_per_s_raw":20.1,"latency_ms_p50":12.5,"latency_ms_p90":20.0,"latency_ms_p99":45.25,"latency_ms_p999":50.0,"latency_ms_max":51.0,"status_counts":{"200":600},"generator_cpu_s":0.7,"verified":true}"#;
+const FRONTDOOR: &str = r#"{"model":"closed","seconds":20.0,"uploads_ok":8000,"uploads_failed":0,"uploads_not_sent":0,"retries":0,"rows_acked":8000000,"rows_per_s":437000.5,"uploads_per_s":437.0005,"mb_per_s_compressed":20.0,"mb_per_s_raw":300.0,"latency_ms_p50":30.0,"latency_ms_p90":40.0,"latency_ms_p99":50.0,"latency_ms_p999":60.0,"latency_ms_max":70.0,"status_counts":{"200":8000},"generator_cpu_s":5.0}"#;
+const OVERLOAD: &str = r#"{"model":"open","seconds":20.0,"uploads_ok":1500,"uploads_failed":2100,"uploads_not_sent":0,"retries":0,"rows_acked":1500000,"rows_per_s":75000.0,"uploads_per_s":180.0,"mb_per_s_compressed":4.0,"mb_per_s_raw":50.0,"latency_ms_p50":900.0,"latency_ms_p90":1500.0,"latency_ms_p99":2000.0,"latency_ms_p999":2100.0,"latency_ms_max":2200.0,"status_counts":{"200":1500,"503":2000,"timeout":100},"generator_cpu_s":2.0,"verified":false}"#;
+const CRITERION: &str = r#"{
+  "gzip_decode/10k": {
+    "bytes_per_s": 250000000.0,
+    "mb_per_s": 250.0,
+    "mean_ns": 7700000.0
+  },
+  "parquet_encode/10k": {
+    "mean_ns": 5000000.0,
+    "rows_per_s": 2000000.0
+  },
+  "validate/1k": {
+    "mean_ns": 1234.5,
+    "rows_per_s": 810372.6
+  }
+}"#;
+
+/// `scripts/bench.sh`'s former Python report printed this for the inputs
+/// above (raw 70,000 / 120,000 rows/s, RSS 512.3 / 758.1 MiB, 1035 ticks).
+const EXPECTED_LATEST: &str = r#"{
+  "raw_copy_rows_per_s": 120000,
+  "raw_copy_rows_per_s_1_stream": 70000,
+  "raw_copy_rows_per_s_2_streams": 120000,
+  "e2e_rows_per_s": 60012,
+  "e2e_ratio": 0.5,
+  "e2e_p50_ms": 250.5,
+  "e2e_p99_ms": 358.125,
+  "e2e_verified": true,
+  "adit_cpu_s_per_million_rows": 8.62,
+  "front_door_rows_per_s": 437000,
+  "half_max_rate_uploads_per_s": 30.01,
+  "p50_ms_at_half_max": 12.5,
+  "p99_ms_at_half_max": 45.25,
+  "peak_rss_mib": 758.1,
+  "overload_offered_uploads_per_s": 180.04,
+  "overload_peak_rss_mib": 758.1,
+  "overload_acked_rows_per_s": 75000,
+  "overload_shed_fraction": 0.556,
+  "overload_verified": false,
+  "parquet_rows_per_s_per_core": 2000000.0,
+  "criterion": {
+    "gzip_decode/10k": {
+      "bytes_per_s": 250000000.0,
+      "mb_per_s": 250.0,
+      "mean_ns": 7700000.0
+    },
+    "parquet_encode/10k": {
+      "mean_ns": 5000000.0,
+      "rows_per_s": 2000000.0
+    },
+    "validate/1k": {
+      "mean_ns": 1234.5,
+      "rows_per_s": 810372.6
+    }
+  },
+  "machine": {
+    "cores": 2,
+    "cpu_model": "Intel(R) Xeon(R) Processor"
+  },
+  "timestamp": "2026-12-05T11:17:21+00:00"
+}"#;
+
+const EXPECTED_TABLE: &str = "
+adit bench — 2026-12-05T11:17:21+00:00 — 2 cores, Intel(R) Xeon(R) Processor
+measure                                                 value  note
+raw psql binary COPY, best (rows/s)                   120,000  1 stream 70,000, 2 streams 120,000
+adit end to end (rows/s)                               60,012  verified
+e2e ratio to raw COPY                                    0.50  target >= 0.8
+front door alone (rows/s)                             437,000  target >= 250,000
+p50 ms at half max                                       12.5  at 30.0 uploads/s
+p99 ms at half max                                       45.2  target <= 200
+peak RSS MiB                                              758  target <= 1024
+  at 3x max offered load                                  758  180 uploads/s offered, 56% shed with 503, NOT VERIFIED
+  acked rows/s under overload                          75,000  
+adit CPU s per million rows (e2e)                        8.62  user+sys
+Parquet rows/s per core                             2,000,000  
+criterion parquet_encode/10k (rows/s)               2,000,000  
+criterion validate/1k (rows/s)                        810,373  
+";
+
+const MEASURED: Measured = Measured {
+    raw_1: 70_000,
+    raw_2: 120_000,
+    rss_mib: 512.3,
+    over_rss_mib: 758.1,
+    cpu_ticks: 1035,
+};
+
+fn runs() -> Runs {
+    let load = |json: &str| serde_json::from_str::<LoadFigures>(json).unwrap();
+    Runs {
+        e2e: load(E2E),
+        half: load(HALF),
+        frontdoor: load(FRONTDOOR),
+        overload: load(OVERLOAD),
+        criterion: serde_json::from_str(CRITERION).unwrap(),
+    }
+}
+
+fn machine() -> Machine {
+    Machine {
+        cores: 2,
+        cpu_model: "Intel(R) Xeon(R) Processor".into(),
+    }
+}
+
+const STAMP: &str = "2026-12-05T11:17:21+00:00";
+
+#[test]
+fn latest_json_keeps_every_key_and_value() {
+    let latest = build(&runs(), MEASURED, machine(), STAMP.into()).unwrap();
+    let json = serde_json::to_string_pretty(&latest).unwrap();
+    assert_eq!(json, EXPECTED_LATEST);
+    // The figures that take arithmetic, spelled out.
+    assert_eq!(latest.raw_copy_rows_per_s, 120_000);
+    assert_eq!(latest.e2e_rows_per_s, 60_012, "60012.5 rounds half to even");
+    assert_eq!(latest.e2e_ratio, 0.5);
+    assert_eq!(latest.adit_cpu_s_per_million_rows, 8.62);
+    assert_eq!(latest.peak_rss_mib, 758.1);
+    assert_eq!(latest.overload_offered_uploads_per_s, 180.04);
+    assert_eq!(latest.overload_shed_fraction, 0.556, "2000 of 3600 answers");
+    assert_eq!(latest.parquet_rows_per_s_per_core, Some(2_000_000.0));
+}
+
+#[test]
+fn table_shows_each_measure_with_its_target() {
+    let runs = runs();
+    let latest = build(&runs, MEASURED, machine(), STAMP.into()).unwrap();
+    assert_eq!(table(&latest, &runs), EXPECTED_TABLE);
+}
+
+#[test]
+fn missing_verification_and_criterion_are_null() {
+    let mut runs = runs();
+    runs.e2e = runs.frontdoor.clone(); // a run without --verify
+    runs.criterion.clear(); // BENCH_SKIP_CRITERION=1
+    let latest = build(&runs, MEASURED, machine(), STAMP.into()).unwrap();
+    let json: serde_json::Value = serde_json::to_value(&latest).unwrap();
+    assert_eq!(json["e2e_verified"], serde_json::Value::Null);
+    assert_eq!(json["parquet_rows_per_s_per_core"], serde_json::Value::Null);
+    assert_eq!(json["criterion"], serde_json::json!({}));
+    let table = table(&latest, &runs);
+    assert!(table.contains("n/a (not built)"), "{table}");
+    assert!(table.contains("NOT VERIFIED"), "{table}");
+    assert!(!table.contains("criterion "), "{table}");
+}
+
+#[test]
+fn no_raw_rate_is_refused() {
+    let m = Measured {
+        raw_1: 0,
+        raw_2: 0,
+        ..MEASURED
+    };
+    assert!(build(&runs(), m, machine(), STAMP.into()).is_err());
+}
+
+#[test]
+fn report_reads_the_runs_and_writes_latest_json() {
+    let dir = std::env::temp_dir().join(format!("adit-bench-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, json) in [
+        ("e2e", E2E),
+        ("half", HALF),
+        ("frontdoor", FRONTDOOR),
+        ("overload", OVERLOAD),
+        ("criterion", CRITERION),
+    ] {
+        std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    }
+    report(&dir, MEASURED).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("latest.json")).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(EXPECTED_LATEST).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&written), keys(&expected));
+    for key in keys(&expected) {
+        if !["machine", "timestamp"].contains(&key.as_str()) {
+            assert_eq!(written[&key], expected[&key], "{key}");
+        }
+    }
+    let stamp = written["timestamp"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok() && stamp.ends_with("+00:00"));
+    assert!(written["machine"]["cores"].as_u64().unwrap() >= 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_run_is_named() {
+    let dir = std::env::temp_dir().join(format!("adit-bench-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = read_runs(&dir).unwrap_err();
+    assert!(format!("{err:#}").contains("e2e.json"), "{err:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rates_between_runs() {
+    assert_eq!(rows_per_s(1_000_000, 10.0, 12.5).unwrap(), 400_000);
+    assert_eq!(rows_per_s(1000, 0.0, 3.0).unwrap(), 333);
+    assert!(rows_per_s(1000, 3.0, 3.0).is_err());
+    let dir = std::env::temp_dir().join(format!("adit-bench-rate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let e2e = dir.join("e2e.json");
+    std::fs::write(&e2e, E2E).unwrap();
+    // 60.0125 uploads/s: half and three times, to two decimals.
+    assert_eq!(scaled_upload_rate(&e2e, 0.5).unwrap(), 30.01);
+    assert_eq!(scaled_upload_rate(&e2e, 3.0).unwrap(), 180.04);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn numbers_round_as_before() {
+    assert_eq!(round_int(2.5), 2);
+    assert_eq!(round_int(3.5), 4);
+    assert_eq!(thousands(999.0), "999");
+    assert_eq!(thousands(1_234_567.4), "1,234,567");
+    assert_eq!(cell(Some(99.94)), "99.9");
+    assert_eq!(cell(Some(9.999)), "10.00");
+    assert_eq!(cell(None), "n/a (not built)");
+}
+
+#[test]
+fn this_machine_has_cores_and_a_model() {
+    let m = this_machine();
+    assert!(m.cores >= 1);
+    assert!(!m.cpu_model.is_empty());
+}
