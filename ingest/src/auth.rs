@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use rand::RngCore;
+use rand::TryRng as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_postgres::GenericClient;
@@ -50,7 +50,10 @@ pub fn generate_admin_token() -> String {
 
 fn generate(prefix: &str) -> String {
     let mut bytes = [0u8; KEY_RANDOM_BYTES];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    // The OS source, as before; it fails only on a broken OS (rand 0.8 panicked there too).
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS random source");
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
