@@ -41,6 +41,10 @@ impl Archive {
             }
             "s3" => {
                 let bucket = url.host_str().ok_or_else(|| bad("no bucket"))?;
+                // reqwest's rustls is built without a provider (ring only, no
+                // aws-lc): make ring the process default before its client is
+                // built. Err means one is installed already, which is fine.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let store = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .build()?;

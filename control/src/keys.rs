@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use rand::RngCore;
+use rand::TryRng as _;
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
@@ -33,7 +33,10 @@ pub fn generate_admin_token() -> String {
 
 fn generate(prefix: &str) -> String {
     let mut bytes = [0u8; KEY_RANDOM_BYTES];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    // The OS source; it fails only on a broken OS.
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS random source");
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 

@@ -3,7 +3,7 @@
 //! and cumulative share counters that grow and sometimes reset (reboots).
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
 /// A miner model and its nominal figures.
@@ -147,18 +147,18 @@ impl Fleet {
         let mut rng = StdRng::seed_from_u64(seed ^ (site_id as u64).wrapping_mul(0x9e37_79b9));
         let miners = (0..miners)
             .map(|i| {
-                let model = MODELS[rng.gen_range(0..MODELS.len())];
+                let model = MODELS[rng.random_range(0..MODELS.len())];
                 Miner {
                     id: format!("S{site_id}-M{i:05}"),
                     ip: format!("10.{}.{}.{}", site_id % 256, i / 250, i % 250 + 2),
                     model,
                     hot_board: rng
-                        .gen_bool(HOT_SHARE)
-                        .then(|| rng.gen_range(0..model.boards)),
-                    accepted: rng.gen_range(0..1_000_000),
-                    rejected: rng.gen_range(0..1_000),
-                    hw_errors: rng.gen_range(0..100),
-                    uptime_s: rng.gen_range(0..3_000_000),
+                        .random_bool(HOT_SHARE)
+                        .then(|| rng.random_range(0..model.boards)),
+                    accepted: rng.random_range(0..1_000_000),
+                    rejected: rng.random_range(0..1_000),
+                    hw_errors: rng.random_range(0..100),
+                    uptime_s: rng.random_range(0..3_000_000),
                 }
             })
             .collect();
@@ -191,17 +191,17 @@ impl Fleet {
             .miners
             .iter_mut()
             .map(|m| {
-                let online = !rng.gen_bool(OFFLINE_SHARE);
-                if rng.gen_bool(RESET_CHANCE) {
+                let online = !rng.random_bool(OFFLINE_SHARE);
+                if rng.random_bool(RESET_CHANCE) {
                     m.accepted = 0;
                     m.rejected = 0;
                     m.hw_errors = 0;
                     m.uptime_s = 0;
                 }
                 if online {
-                    m.accepted += rng.gen_range(50..400);
-                    m.rejected += i64::from(rng.gen_bool(0.05));
-                    m.hw_errors += i64::from(rng.gen_bool(0.01));
+                    m.accepted += rng.random_range(50..400);
+                    m.rejected += i64::from(rng.random_bool(0.05));
+                    m.hw_errors += i64::from(rng.random_bool(0.01));
                     m.uptime_s += interval_s;
                 }
                 sample(m, site_id, online, timestamp, rng)
@@ -224,13 +224,13 @@ fn sample<'a>(
 ) -> SampleJson<'a> {
     let model = &m.model;
     let load = if online {
-        rng.gen_range(0.93..1.04)
+        rng.random_range(0.93..1.04)
     } else {
         0.0
     };
     let hashrate = round1(model.hashrate_ghs * load);
     let base_temp = if online {
-        rng.gen_range(58.0..72.0)
+        rng.random_range(58.0..72.0)
     } else {
         25.0
     };
@@ -238,7 +238,7 @@ fn sample<'a>(
         .map(|id| {
             let hot = m.hot_board == Some(id) && online;
             let chips_ok = if hot {
-                model.chips_per_board - rng.gen_range(1..6)
+                model.chips_per_board - rng.random_range(1..6)
             } else {
                 model.chips_per_board
             };
@@ -248,9 +248,9 @@ fn sample<'a>(
                 temp: round1(
                     base_temp
                         + if hot {
-                            rng.gen_range(20.0..30.0)
+                            rng.random_range(20.0..30.0)
                         } else {
-                            rng.gen_range(0.0..4.0)
+                            rng.random_range(0.0..4.0)
                         },
                 ),
                 chips_ok,
@@ -262,7 +262,7 @@ fn sample<'a>(
     let t_max = temps.iter().cloned().fold(f64::MIN, f64::max);
     let t_min = temps.iter().cloned().fold(f64::MAX, f64::min);
     let power = if online {
-        round1(model.power_w * rng.gen_range(0.97..1.03))
+        round1(model.power_w * rng.random_range(0.97..1.03))
     } else {
         0.0
     };
@@ -275,7 +275,7 @@ fn sample<'a>(
         ip_address: &m.ip,
         online,
         hashrate_ghs: hashrate,
-        hashrate_5s_ghs: round1(hashrate * rng.gen_range(0.97..1.03)),
+        hashrate_5s_ghs: round1(hashrate * rng.random_range(0.97..1.03)),
         hashrate_expected_ghs: model.hashrate_ghs,
         temperature_avg: round1(temps.iter().sum::<f64>() / temps.len() as f64),
         temperature_min: t_min,
@@ -286,7 +286,13 @@ fn sample<'a>(
             .map(round1)
             .collect(),
         fan_speeds: (0..model.fans)
-            .map(|_| if online { rng.gen_range(4800..6200) } else { 0 })
+            .map(|_| {
+                if online {
+                    rng.random_range(4800..6200)
+                } else {
+                    0
+                }
+            })
             .collect(),
         frequency_avg: if online { model.frequency_mhz } else { 0.0 },
         accepted_shares: m.accepted,
@@ -301,7 +307,7 @@ fn sample<'a>(
         },
         pool_url: "stratum+tcp://pool.example.com:3333",
         worker_name: format!("site{site_id}.{}", m.id),
-        pool_latency_ms: rng.gen_range(20..90),
+        pool_latency_ms: rng.random_range(20..90),
         boards_total: model.boards,
         boards_healthy: healthy,
         boards,
@@ -319,7 +325,7 @@ fn sample<'a>(
         } else {
             "no response on TCP 4028"
         },
-        latency_ms: rng.gen_range(5..60),
+        latency_ms: rng.random_range(5..60),
         timestamp: ts,
     }
 }

@@ -405,7 +405,7 @@ impl<'a> Scan<'a> {
 #[cfg(test)]
 mod tests {
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     use super::super::rules::Window;
     use super::super::{parse_batch, parse_batch_full_path, Rules};
@@ -413,12 +413,12 @@ mod tests {
     const NOW: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 
     fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> &'a str {
-        xs[rng.gen_range(0..xs.len())]
+        xs[rng.random_range(0..xs.len())]
     }
 
     fn digits(rng: &mut StdRng, n: usize) -> String {
         (0..n)
-            .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+            .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
             .collect()
     }
 
@@ -427,13 +427,13 @@ mod tests {
     /// reads.
     fn number(rng: &mut StdRng, wild: bool) -> String {
         if !wild {
-            return match rng.gen_range(0..3) {
-                0 => rng.gen_range(0..200u32).to_string(),
-                1 => format!("{}", rng.gen_range(0.0..200.0f64)),
-                _ => format!("{:.2}", rng.gen_range(0.0..200.0f64)),
+            return match rng.random_range(0..3) {
+                0 => rng.random_range(0..200u32).to_string(),
+                1 => format!("{}", rng.random_range(0.0..200.0f64)),
+                _ => format!("{:.2}", rng.random_range(0.0..200.0f64)),
             };
         }
-        match rng.gen_range(0..12) {
+        match rng.random_range(0..12) {
             0 => pick(
                 rng,
                 &[
@@ -473,19 +473,19 @@ mod tests {
             )
             .to_string(),
             1 => {
-                let n = rng.gen_range(1..24);
+                let n = rng.random_range(1..24);
                 digits(rng, n).trim_start_matches('0').to_string() + "7"
             }
             2..=4 => {
-                let int = rng.gen_range(0..100_000u32).to_string();
-                let n = rng.gen_range(1..20);
+                let int = rng.random_range(0..100_000u32).to_string();
+                let n = rng.random_range(1..20);
                 let frac = digits(rng, n);
-                let sign = if rng.gen_bool(0.2) { "-" } else { "" };
+                let sign = if rng.random_bool(0.2) { "-" } else { "" };
                 format!("{sign}{int}.{frac}")
             }
-            5 => format!("{}", rng.gen::<f64>() * 1e5),
-            6 => format!("{}", rng.gen::<f32>() * 300.0 - 50.0),
-            _ => rng.gen_range(0..70_000u32).to_string(),
+            5 => format!("{}", rng.random::<f64>() * 1e5),
+            6 => format!("{}", rng.random::<f32>() * 300.0 - 50.0),
+            _ => rng.random_range(0..70_000u32).to_string(),
         }
     }
 
@@ -493,15 +493,15 @@ mod tests {
         if wild {
             number(rng, wild)
         } else {
-            rng.gen_range(0..1000u32).to_string()
+            rng.random_range(0..1000u32).to_string()
         }
     }
 
     fn string(rng: &mut StdRng, wild: bool) -> String {
         if !wild {
-            return format!("\"m-{}\"", rng.gen_range(0..1000));
+            return format!("\"m-{}\"", rng.random_range(0..1000));
         }
-        match rng.gen_range(0..10) {
+        match rng.random_range(0..10) {
             0 => pick(
                 rng,
                 &[
@@ -518,14 +518,14 @@ mod tests {
                 ],
             )
             .to_string(),
-            1 => format!("\"{}\"", "x".repeat(rng.gen_range(60..300))),
-            2 => format!("\"{}\"", "é".repeat(rng.gen_range(30..140))),
-            _ => format!("\"m-{}\"", rng.gen_range(0..1000)),
+            1 => format!("\"{}\"", "x".repeat(rng.random_range(60..300))),
+            2 => format!("\"{}\"", "é".repeat(rng.random_range(30..140))),
+            _ => format!("\"m-{}\"", rng.random_range(0..1000)),
         }
     }
 
     fn ws(rng: &mut StdRng) -> &'static str {
-        if rng.gen_bool(0.85) {
+        if rng.random_bool(0.85) {
             ""
         } else {
             pick(rng, &[" ", "\n", "\t ", "\r\n  "])
@@ -533,10 +533,10 @@ mod tests {
     }
 
     fn array(rng: &mut StdRng, wild: bool, item: fn(&mut StdRng, bool) -> String) -> String {
-        let n = if wild && rng.gen_bool(0.1) {
-            rng.gen_range(30..40)
+        let n = if wild && rng.random_bool(0.1) {
+            rng.random_range(30..40)
         } else {
-            rng.gen_range(0..5)
+            rng.random_range(0..5)
         };
         let items: Vec<String> = (0..n).map(|_| item(rng, wild)).collect();
         format!("[{}{}]", ws(rng), items.join(&format!(",{}", ws(rng))))
@@ -544,10 +544,10 @@ mod tests {
 
     fn board(rng: &mut StdRng, wild: bool) -> String {
         let mut keys = vec!["id", "hashrate", "temp", "chips_ok", "chips_total"];
-        if wild && rng.gen_bool(0.1) {
+        if wild && rng.random_bool(0.1) {
             keys.push(pick(rng, &["psu", "id", "temp"]));
         }
-        let n = rng.gen_range(0..=keys.len());
+        let n = rng.random_range(0..=keys.len());
         let members: Vec<String> = keys[..n]
             .iter()
             .map(|k| format!("\"{k}\":{}{}", ws(rng), value(rng, wild, k)))
@@ -556,14 +556,14 @@ mod tests {
     }
 
     fn value(rng: &mut StdRng, wild: bool, key: &str) -> String {
-        if wild && rng.gen_bool(0.1) {
+        if wild && rng.random_bool(0.1) {
             return pick(
                 rng,
                 &["null", "true", "false", "[]", "{}", "\"1\"", "nul", "tru"],
             )
             .to_string();
         }
-        if rng.gen_bool(0.03) {
+        if rng.random_bool(0.03) {
             return "null".into();
         }
         match key {
@@ -629,13 +629,17 @@ mod tests {
     ];
 
     fn row(rng: &mut StdRng) -> String {
-        let wild = rng.gen_bool(0.5);
-        let mut keys: Vec<&str> = KEYS.iter().copied().filter(|_| rng.gen_bool(0.8)).collect();
-        if !wild || rng.gen_bool(0.9) {
+        let wild = rng.random_bool(0.5);
+        let mut keys: Vec<&str> = KEYS
+            .iter()
+            .copied()
+            .filter(|_| rng.random_bool(0.8))
+            .collect();
+        if !wild || rng.random_bool(0.9) {
             keys.retain(|k| *k != "miner_id");
             keys.insert(0, "miner_id");
         }
-        if wild && rng.gen_bool(0.1) {
+        if wild && rng.random_bool(0.1) {
             keys.push(pick(rng, &["miner_id", "online", "custom", "boards"]));
         }
         let mut members: Vec<String> = keys
@@ -651,14 +655,14 @@ mod tests {
                 )
             })
             .collect();
-        if wild && rng.gen_bool(0.05) {
+        if wild && rng.random_bool(0.05) {
             members.push(r#""miner\u005fid":"m-1""#.into());
         }
-        if wild && rng.gen_bool(0.02) {
-            let n = rng.gen_range(60..70);
+        if wild && rng.random_bool(0.02) {
+            let n = rng.random_range(60..70);
             members.push(format!("\"deep\":{}{}", "[".repeat(n), "]".repeat(n)));
         }
-        match if wild { rng.gen_range(0..30) } else { 99 } {
+        match if wild { rng.random_range(0..30) } else { 99 } {
             0 => "[1]".into(),
             1 => "\"row\"".into(),
             2 => format!("{{{},}}", members.join(",")),
@@ -681,7 +685,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(8);
         let (mut fast, mut rows) = (0, 0);
         for _ in 0..3_000 {
-            let batch: Vec<String> = (0..rng.gen_range(1..8)).map(|_| row(&mut rng)).collect();
+            let batch: Vec<String> = (0..rng.random_range(1..8)).map(|_| row(&mut rng)).collect();
             for r in &batch {
                 rows += 1;
                 if let Some((_, len)) = super::row(r, &rules, &window) {
