@@ -1,4 +1,4 @@
-# adit developer entry points. See SPEC §4 and scripts/*.sh.
+# adit developer entry points; the work is in scripts/*.sh.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .NOTPARALLEL:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs adit locally with embedded defaults (SPEC §4, `make run`):
+# Runs adit locally with embedded defaults (`make run`):
 #   - DATABASE_URL unset: starts the private cluster (scripts/pg.sh) and uses it
 #   - ADIT_ARCHIVE_URL defaults to file://<repo>/.data/archive, flushed every
 #     5 s (ADIT_ARCHIVE_FLUSH_INTERVAL) so a demo upload shows in DuckDB at

@@ -23,7 +23,8 @@ pub use args::LoadArgs;
 pub use report::Report;
 pub use runner::{Acked, Body, Target};
 
-/// Collection interval of the simulated collectors (seed 002: 60 s).
+/// Collection interval of the simulated collectors (edge collectors poll
+/// their miners every 60 s).
 const INTERVAL_S: i64 = 60;
 
 /// Refuses targets off this machine unless allowed.

@@ -21,7 +21,7 @@ use crate::{json_response, Error, PeerAddr, Result, State};
 const MAX_CONTROL_BODY: usize = 1 << 20;
 
 /// The credential an endpoint reads, and the only one it reads: the API
-/// defines one header per endpoint (issue 17 item 15).
+/// defines one header per endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
     /// `X-Collector-Key`: upload, command poll, command result, heartbeat.

@@ -60,8 +60,8 @@ impl Metrics {
     }
 
     /// The exposition text: the front door's own counters, then what the
-    /// writer, the archive, the in-flight budget (`inflight_bytes`) and
-    /// the control plane's live state (`live`) expose.
+    /// writer, the archive, the rollup worker, the in-flight budget
+    /// (`inflight_bytes`) and the control plane's live state expose.
     pub fn render(
         &self,
         writer: &WriterHandle,
@@ -69,14 +69,26 @@ impl Metrics {
         inflight_bytes: usize,
         live: &LiveStats,
     ) -> String {
-        let mut out = String::with_capacity(4096);
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
+        let mut e = Exposition::default();
+        self.render_uploads(&mut e);
+        self.render_connections(&mut e);
+        render_writer(&mut e, writer);
+        if let Some(a) = archive {
+            render_archive(&mut e, a);
+        }
+        self.render_rollup(&mut e);
+        e.metric(
+            "adit_inflight_bytes",
+            "gauge",
+            "Bytes of the in-flight budget held by requests being read or processed.",
+            &one(inflight_bytes as u64),
+        );
+        render_live(&mut e, live);
+        e.out
+    }
+
+    /// Uploads by status, rows, bytes and the latency histogram.
+    fn render_uploads(&self, e: &mut Exposition) {
         let mut uploads: Vec<(String, f64)> = STATUSES
             .iter()
             .enumerate()
@@ -86,26 +98,25 @@ impl Metrics {
             "{status=\"other\"}".into(),
             get(&self.uploads[STATUSES.len()]) as f64,
         ));
-        metric(
+        e.metric(
             "adit_uploads_total",
             "counter",
             "Uploads answered, by HTTP status.",
             &uploads,
         );
-        let one = |v: u64| vec![(String::new(), v as f64)];
-        metric(
+        e.metric(
             "adit_rows_accepted_total",
             "counter",
             "Rows committed to PostgreSQL.",
             &one(get(&self.rows_accepted)),
         );
-        metric(
+        e.metric(
             "adit_rows_rejected_total",
             "counter",
             "Rows refused by validation.",
             &one(get(&self.rows_rejected)),
         );
-        metric(
+        e.metric(
             "adit_upload_bytes_total",
             "counter",
             "Upload body bytes, as received and decompressed.",
@@ -128,149 +139,182 @@ impl Metrics {
         ));
         hist.push(("_sum".into(), get(&self.latency_sum_us) as f64 / 1e6));
         hist.push(("_count".into(), get(&self.latency_count) as f64));
-        metric(
+        e.metric(
             "adit_upload_duration_seconds",
             "histogram",
             "Time from request to answer.",
             &hist,
         );
+    }
 
-        metric(
+    fn render_connections(&self, e: &mut Exposition) {
+        e.metric(
             "adit_connections_open",
             "gauge",
             "Client connections open now.",
             &one(get(&self.connections_open)),
         );
-        metric(
+        e.metric(
             "adit_connections_refused_total",
             "counter",
             "Connections answered 503 and closed because --max-connections were open.",
             &one(get(&self.connections_refused)),
         );
-        let w = writer.stats();
-        let (enq, deq) = (get(&w.enqueued), get(&w.dequeued));
-        metric(
-            "adit_writer_enqueued_total",
-            "counter",
-            "Uploads queued for the writer.",
-            &one(enq),
-        );
-        metric(
-            "adit_writer_dequeued_total",
-            "counter",
-            "Uploads taken by writer workers.",
-            &one(deq),
-        );
-        metric(
-            "adit_writer_queue_depth",
-            "gauge",
-            "Uploads waiting for the writer.",
-            &one(writer.queue_len() as u64),
-        );
-        metric(
-            "adit_writer_flushes_total",
-            "counter",
-            "Committed group flushes.",
-            &one(get(&w.flushes)),
-        );
-        metric(
-            "adit_writer_rows_written_total",
-            "counter",
-            "Rows COPYed and committed.",
-            &one(get(&w.rows_written)),
-        );
-        metric(
-            "adit_writer_flush_seconds_total",
-            "counter",
-            "Time spent in flushes (divide by flushes for the mean).",
-            &[(String::new(), get(&w.flush_micros) as f64 / 1e6)],
-        );
-        metric(
-            "adit_writer_flush_failures_total",
-            "counter",
-            "Flushes that failed.",
-            &one(get(&w.flush_failures)),
-        );
-        metric(
-            "adit_database_up",
-            "gauge",
-            "1 while the writer reaches PostgreSQL.",
-            &one(w.database_up.load(Ordering::Relaxed) as u64),
-        );
-        if let Some(a) = archive {
-            metric(
-                "adit_archive_backlog_rows",
-                "gauge",
-                "Committed rows buffered for the archive, not yet in a file.",
-                &one(get(&a.buffered_rows)),
-            );
-            metric(
-                "adit_archive_files_written_total",
-                "counter",
-                "Parquet files recorded.",
-                &one(get(&a.files_written)),
-            );
-            metric(
-                "adit_archive_rows_total",
-                "counter",
-                "Rows written to Parquet.",
-                &one(get(&a.rows_archived)),
-            );
-            metric(
-                "adit_archive_deferred_batches_total",
-                "counter",
-                "Batches left to the sweeper (archiver behind or store down).",
-                &one(get(&a.dropped_batches)),
-            );
-            metric(
-                "adit_archive_store_errors_total",
-                "counter",
-                "Failed archive writes.",
-                &one(get(&a.store_errors)),
-            );
-        }
-        metric(
+    }
+
+    fn render_rollup(&self, e: &mut Exposition) {
+        e.metric(
             "adit_rollup_lag_seconds",
             "gauge",
             "Age of the oldest closed hour not rolled up yet.",
             &one(get(&self.rollup_lag_s)),
         );
-        metric(
+        e.metric(
             "adit_rollup_failed_hours_total",
             "counter",
             "Rollups of an hour or a day the database refused (each is retried later).",
             &one(get(&self.rollup_failed)),
         );
-        metric(
+        e.metric(
             "adit_rollup_failing_hours",
             "gauge",
             "Hours and days whose rollup failed and waits for a retry.",
             &one(get(&self.rollup_failing)),
         );
-        metric(
-            "adit_inflight_bytes",
-            "gauge",
-            "Bytes of the in-flight budget held by requests being read or processed.",
-            &one(inflight_bytes as u64),
-        );
-        metric(
-            "adit_live_miners",
-            "gauge",
-            "Miners tracked in live state now.",
-            &one(get(&live.miners)),
-        );
-        metric(
-            "adit_live_untracked_samples_total",
-            "counter",
-            "Samples of miners past their site's live-state cap: stored, not tracked live.",
-            &one(get(&live.untracked_samples)),
-        );
-        metric(
-            "adit_live_evicted_miners_total",
-            "counter",
-            "Miners that left live state after being silent for --live-evict-after.",
-            &one(get(&live.evicted_miners)),
-        );
-        out
     }
+}
+
+/// The queue, flushes and the database as the writer sees them.
+fn render_writer(e: &mut Exposition, writer: &WriterHandle) {
+    let w = writer.stats();
+    let (enq, deq) = (get(&w.enqueued), get(&w.dequeued));
+    e.metric(
+        "adit_writer_enqueued_total",
+        "counter",
+        "Uploads queued for the writer.",
+        &one(enq),
+    );
+    e.metric(
+        "adit_writer_dequeued_total",
+        "counter",
+        "Uploads taken by writer workers.",
+        &one(deq),
+    );
+    e.metric(
+        "adit_writer_queue_depth",
+        "gauge",
+        "Uploads waiting for the writer.",
+        &one(writer.queue_len() as u64),
+    );
+    e.metric(
+        "adit_writer_flushes_total",
+        "counter",
+        "Committed group flushes.",
+        &one(get(&w.flushes)),
+    );
+    e.metric(
+        "adit_writer_rows_written_total",
+        "counter",
+        "Rows COPYed and committed.",
+        &one(get(&w.rows_written)),
+    );
+    e.metric(
+        "adit_writer_flush_seconds_total",
+        "counter",
+        "Time spent in flushes (divide by flushes for the mean).",
+        &[(String::new(), get(&w.flush_micros) as f64 / 1e6)],
+    );
+    e.metric(
+        "adit_writer_flush_failures_total",
+        "counter",
+        "Flushes that failed.",
+        &one(get(&w.flush_failures)),
+    );
+    e.metric(
+        "adit_database_up",
+        "gauge",
+        "1 while the writer reaches PostgreSQL.",
+        &one(w.database_up.load(Ordering::Relaxed) as u64),
+    );
+}
+
+/// The archive's backlog, files and failures.
+fn render_archive(e: &mut Exposition, a: &ArchiveStats) {
+    e.metric(
+        "adit_archive_backlog_rows",
+        "gauge",
+        "Committed rows buffered for the archive, not yet in a file.",
+        &one(get(&a.buffered_rows)),
+    );
+    e.metric(
+        "adit_archive_files_written_total",
+        "counter",
+        "Parquet files recorded.",
+        &one(get(&a.files_written)),
+    );
+    e.metric(
+        "adit_archive_rows_total",
+        "counter",
+        "Rows written to Parquet.",
+        &one(get(&a.rows_archived)),
+    );
+    e.metric(
+        "adit_archive_deferred_batches_total",
+        "counter",
+        "Batches left to the sweeper (archiver behind or store down).",
+        &one(get(&a.dropped_batches)),
+    );
+    e.metric(
+        "adit_archive_store_errors_total",
+        "counter",
+        "Failed archive writes.",
+        &one(get(&a.store_errors)),
+    );
+}
+
+/// The control plane's live state.
+fn render_live(e: &mut Exposition, live: &LiveStats) {
+    e.metric(
+        "adit_live_miners",
+        "gauge",
+        "Miners tracked in live state now.",
+        &one(get(&live.miners)),
+    );
+    e.metric(
+        "adit_live_untracked_samples_total",
+        "counter",
+        "Samples of miners past their site's live-state cap: stored, not tracked live.",
+        &one(get(&live.untracked_samples)),
+    );
+    e.metric(
+        "adit_live_evicted_miners_total",
+        "counter",
+        "Miners that left live state after being silent for --live-evict-after.",
+        &one(get(&live.evicted_miners)),
+    );
+}
+
+/// Prometheus text being written.
+#[derive(Debug, Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// One metric: its help, its type and its samples (labels, value).
+    fn metric(&mut self, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(self.out, "{name}{labels} {v}");
+        }
+    }
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// One unlabelled sample.
+fn one(v: u64) -> Vec<(String, f64)> {
+    vec![(String::new(), v as f64)]
 }

@@ -27,7 +27,7 @@ pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// One per-miner telemetry sample, validated. Field names follow the
-/// edge-collector contract (seed 002 §3.1); units are in the names there.
+/// edge collectors' upload contract; units are in the names.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sample {
     /// Sample time, microseconds since the Unix epoch, UTC.
@@ -90,7 +90,7 @@ pub struct Board {
 /// The hash boards of a sample in array order: one allocation for all of
 /// them (four parallel vectors cost four allocations per row, 3-4 % of
 /// adit's CPU under load). COPY still stores them as parallel arrays, the
-/// layout that COPYs fastest (SPEC §3: arrays 7.4 s vs JSONB 14.1 s per
+/// layout that COPYs fastest (arrays 7.4 s vs JSONB 14.1 s per
 /// million rows).
 pub type Boards = Vec<Board>;
 
@@ -121,7 +121,7 @@ pub struct Reject {
     pub raw_json: String,
 }
 
-/// Most row errors one answer lists (SPEC §2.1: the first 100).
+/// Most row errors one answer lists (the first 100).
 pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// The counts an upload is answered with.
@@ -136,7 +136,7 @@ pub struct UploadSummary {
 }
 
 impl UploadSummary {
-    /// The 200 answer of SPEC §2.1, byte for byte what a retry gets back.
+    /// The 200 answer of an upload, byte for byte what a retry gets back.
     pub fn render(&self, processing_time_ms: u64) -> String {
         let mut out = String::with_capacity(128 + self.errors.len() * 96);
         let _ = write!(

@@ -86,62 +86,89 @@ async fn write_and_answer(
     }
     let uploads: Vec<&Upload> = pending.iter().map(|p| &p.upload).collect();
     let rows: u64 = uploads.iter().map(|u| u.samples.len() as u64).sum();
-
-    // The flush (transaction) each upload was committed in, for the archive.
-    let mut batch_of: Vec<Option<i64>> = vec![None; uploads.len()];
-    let answers: Vec<Result<Outcome>> = if shared.config.discard {
-        uploads.iter().map(|_| Ok(Outcome::Committed)).collect()
-    } else {
-        let now = Utc::now();
-        match write_with_retry(shared, conn, tables, &uploads, now).await {
-            Ok((outcomes, batch_id)) => outcomes
-                .into_iter()
-                .zip(batch_of.iter_mut())
-                .map(|(o, b)| {
-                    if o == Outcome::Committed {
-                        *b = Some(batch_id);
-                    }
-                    Ok(o)
-                })
-                .collect(),
-            Err(e) if uploads.len() > 1 && matches!(e, Error::Refused { .. }) => {
-                // One upload may poison a batch; write each alone so only the
-                // culprit fails.
-                warn!(uploads = uploads.len(), error = %e, "Batch refused; retrying its uploads one by one.");
-                let mut answers = Vec::with_capacity(uploads.len());
-                for (u, b) in uploads.iter().zip(batch_of.iter_mut()) {
-                    let one = write_with_retry(shared, conn, tables, &[*u], now)
-                        .await
-                        .map(|(mut o, batch_id)| {
-                            let o = o.remove(0);
-                            if o == Outcome::Committed {
-                                *b = Some(batch_id);
-                            }
-                            o
-                        });
-                    answers.push(one);
-                }
-                answers
-            }
-            Err(e) => {
-                let shared_err = Arc::new(e);
-                uploads
-                    .iter()
-                    .map(|_| Err(clone_failure(&shared_err)))
-                    .collect()
-            }
-        }
-    };
-    let committed = answers.iter().filter(|a| a.is_ok()).count();
-    if committed == answers.len() {
+    let (answers, batch_of) = write_batch(shared, conn, tables, &uploads).await;
+    drop(uploads);
+    if answers.iter().all(Result::is_ok) {
         shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
         shared.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
     } else {
         shared.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
     }
-    // The archive gets every committed upload of one (batch, site)
-    // together: the batch's claim ticket counts all of them, and a file
-    // written between two of them could not claim it.
+    let to_archive = answer(shared, pending, answers, batch_of);
+    if let Some(archive) = &shared.config.archive {
+        for batch in to_archive {
+            archive.offer(batch);
+        }
+    }
+}
+
+/// Each upload's outcome, and the flush (transaction) each committed one
+/// was written in, for the archive. A batch the database refuses is
+/// written again upload by upload, so only the culprit fails.
+async fn write_batch(
+    shared: &Shared,
+    conn: &mut Connection,
+    tables: &mut Tables,
+    uploads: &[&Upload],
+) -> (Vec<Result<Outcome>>, Vec<Option<i64>>) {
+    let mut batch_of: Vec<Option<i64>> = vec![None; uploads.len()];
+    if shared.config.discard {
+        return (
+            uploads.iter().map(|_| Ok(Outcome::Committed)).collect(),
+            batch_of,
+        );
+    }
+    let now = Utc::now();
+    let answers = match write_with_retry(shared, conn, tables, uploads, now).await {
+        Ok((outcomes, batch_id)) => outcomes
+            .into_iter()
+            .zip(batch_of.iter_mut())
+            .map(|(o, b)| {
+                if o == Outcome::Committed {
+                    *b = Some(batch_id);
+                }
+                Ok(o)
+            })
+            .collect(),
+        Err(e) if uploads.len() > 1 && matches!(e, Error::Refused { .. }) => {
+            warn!(uploads = uploads.len(), error = %e, "Batch refused; retrying its uploads one by one.");
+            let mut answers = Vec::with_capacity(uploads.len());
+            for (u, b) in uploads.iter().zip(batch_of.iter_mut()) {
+                let one = write_with_retry(shared, conn, tables, &[*u], now)
+                    .await
+                    .map(|(mut o, batch_id)| {
+                        let o = o.remove(0);
+                        if o == Outcome::Committed {
+                            *b = Some(batch_id);
+                        }
+                        o
+                    });
+                answers.push(one);
+            }
+            answers
+        }
+        Err(e) => {
+            let shared_err = Arc::new(e);
+            uploads
+                .iter()
+                .map(|_| Err(clone_failure(&shared_err)))
+                .collect()
+        }
+    };
+    (answers, batch_of)
+}
+
+/// Sends every upload its answer, tells the commit observer about the
+/// committed samples, and returns them grouped for the archive: every
+/// committed upload of one (batch, site) together, since the batch's claim
+/// ticket counts all of them and a file written between two of them could
+/// not claim it.
+fn answer(
+    shared: &Shared,
+    pending: Vec<Pending>,
+    answers: Vec<Result<Outcome>>,
+    batch_of: Vec<Option<i64>>,
+) -> Vec<ArchiveBatch> {
     let mut to_archive: Vec<ArchiveBatch> = Vec::new();
     for ((mut p, answer), batch) in pending.into_iter().zip(answers).zip(batch_of) {
         let samples = std::mem::take(&mut p.upload.samples);
@@ -156,28 +183,26 @@ async fn write_and_answer(
         if let (true, Some(observer)) = (committed, &shared.config.on_commit) {
             observer.committed(p.upload.site_id, &samples);
         }
-        if let (Some(_), Some(batch_id)) = (&shared.config.archive, batch) {
-            if !samples.is_empty() {
-                let site_id = p.upload.site_id;
-                match to_archive
-                    .iter_mut()
-                    .find(|a| a.batch_id == batch_id && a.site_id == site_id)
-                {
-                    Some(a) => a.uploads.push(samples),
-                    None => to_archive.push(ArchiveBatch {
-                        batch_id,
-                        site_id,
-                        uploads: vec![samples],
-                    }),
-                }
-            }
+        let (Some(_), Some(batch_id)) = (&shared.config.archive, batch) else {
+            continue;
+        };
+        if samples.is_empty() {
+            continue;
+        }
+        let site_id = p.upload.site_id;
+        match to_archive
+            .iter_mut()
+            .find(|a| a.batch_id == batch_id && a.site_id == site_id)
+        {
+            Some(a) => a.uploads.push(samples),
+            None => to_archive.push(ArchiveBatch {
+                batch_id,
+                site_id,
+                uploads: vec![samples],
+            }),
         }
     }
-    if let Some(archive) = &shared.config.archive {
-        for batch in to_archive {
-            archive.offer(batch);
-        }
-    }
+    to_archive
 }
 
 /// The same failure, once per waiting upload.
