@@ -463,7 +463,7 @@ async fn write(client: &Client, rows: &Rows, changes: &Changes) -> Result<()> {
     }
 }
 
-impl adit_writer::CommitObserver for LiveState {
+impl adit_types::CommitObserver for LiveState {
     fn committed(&self, site_id: i32, samples: &[Sample]) {
         self.observe(site_id, samples);
     }

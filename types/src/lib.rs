@@ -10,7 +10,8 @@ pub mod pg;
 mod upload;
 
 pub use upload::{
-    parse_idempotency_key, Idempotency, Upload, IDEMPOTENCY_LIFETIME, MAX_IDEMPOTENCY_KEY_LEN,
+    parse_idempotency_key, CommitObserver, Idempotency, Upload, IDEMPOTENCY_LIFETIME,
+    MAX_IDEMPOTENCY_KEY_LEN,
 };
 
 use std::fmt::Write as _;

@@ -47,6 +47,12 @@ impl Upload {
     }
 }
 
+/// Something that wants committed samples (and nothing uncommitted): the
+/// writer calls it after each COMMIT, on its own task, so it must be quick.
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    fn committed(&self, site_id: i32, samples: &[Sample]);
+}
+
 /// How long an Idempotency-Key holds: a retry within this time gets the
 /// first answer; after it, the key may be used again (and is forgotten).
 pub const IDEMPOTENCY_LIFETIME: Duration = Duration::from_secs(24 * 3600);

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use adit_types::pg::DbErrorText;
 use adit_types::UploadSummary;
-pub use adit_types::{Idempotency, Upload};
+pub use adit_types::{CommitObserver, Idempotency, Upload};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
@@ -86,11 +86,6 @@ pub struct WriterConfig {
     /// Told about every committed upload's samples, after COMMIT (live
     /// state, telemetry events). Must be quick: it runs on the writer task.
     pub on_commit: Option<std::sync::Arc<dyn CommitObserver>>,
-}
-
-/// Something that wants committed samples (and nothing uncommitted).
-pub trait CommitObserver: Send + Sync + std::fmt::Debug {
-    fn committed(&self, site_id: i32, samples: &[adit_types::Sample]);
 }
 
 impl WriterConfig {

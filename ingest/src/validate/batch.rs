@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use adit_types::{Reject, RowError, MAX_LISTED_ERRORS};
 
 use super::elements::Elements;
-use super::row::{parse_row_at, Invalid, BATCH};
+use super::fields::Invalid;
+use super::row::{parse_row_at, BATCH};
 use super::rules::{Rules, Window};
 use super::{fast, Parsed};
 use crate::json::nests_deeper_than;

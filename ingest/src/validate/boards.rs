@@ -5,8 +5,7 @@ use adit_types::{Board, Boards};
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::fields::{expected_number, f32c, i16c, int_rule, range_rule};
-use super::row::Invalid;
+use super::fields::{expected_number, f32c, i16c, int_rule, range_rule, Invalid};
 use super::rules::Rules;
 use crate::json::Key;
 

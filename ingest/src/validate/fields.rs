@@ -3,10 +3,18 @@
 //! messages a wrong type gets, and what JSON kept as it came must be to
 //! be stored.
 
+use std::borrow::Cow;
+
 use adit_types::Text;
 use serde_json::value::RawValue;
 
 use super::rules::Window;
+
+/// Why a row is refused: the field and the reason.
+pub(super) struct Invalid<'a> {
+    pub(super) field: Cow<'a, str>,
+    pub(super) reason: String,
+}
 
 pub(super) type Field<T> = std::result::Result<Option<T>, String>;
 

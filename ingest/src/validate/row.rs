@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use super::boards::boards;
 use super::elements::{malformed, raw_len};
+use super::fields::Invalid;
 use super::fields::{
     check_storable, expected_bool, expected_integers, expected_number, expected_numbers,
     expected_string, f32c, float_items, i16c, int_items, int_rule, known_bit, range_rule,
@@ -79,12 +80,6 @@ pub(super) fn parse_row_at<'a>(
         }
         None => Err(malformed("EOF while parsing a list")),
     }
-}
-
-/// Why a row is refused: the field and the reason.
-pub(super) struct Invalid<'a> {
-    pub(super) field: Cow<'a, str>,
-    pub(super) reason: String,
 }
 
 /// A row while it is being parsed.
