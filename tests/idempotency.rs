@@ -120,3 +120,72 @@ async fn a_claim_stored_with_sha256_still_answers_its_retry() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     srv.stop().await;
 }
+
+/// One lifetime for a key everywhere: a key 23 hours old is found, kept by
+/// the purge and answers its retry; one 24.5 hours old is not found, is
+/// purged, and its key may be used again (the purge once kept keys an hour
+/// longer than the lookup and the claim honoured them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_lives_exactly_its_lifetime() {
+    use adit_writer::idempotency;
+    assert_eq!(
+        adit_types::IDEMPOTENCY_LIFETIME,
+        std::time::Duration::from_secs(24 * 3600)
+    );
+    let srv = TestServer::start("idem_life").await;
+    let key = srv.key(4).await;
+    let key_id: i32 = srv
+        .db
+        .query_one("SELECT max(id) FROM collector_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for (name, age) in [("young", "23 hours"), ("old", "24 hours 30 minutes")] {
+        srv.db
+            .execute(
+                &format!(
+                    "INSERT INTO idempotency_keys (key_id, idem_key, body_digest, response, created_at) \
+                     VALUES ($1, $2, '\\x00', '{{\"stored\":true}}', now() - interval '{age}')"
+                ),
+                &[&key_id, &name],
+            )
+            .await
+            .unwrap();
+    }
+    let young = idempotency::lookup(&srv.db, key_id, "young").await.unwrap();
+    assert_eq!(young.unwrap().response, r#"{"stored":true}"#);
+    assert!(idempotency::lookup(&srv.db, key_id, "old")
+        .await
+        .unwrap()
+        .is_none());
+
+    // The expired key is free: an upload under it is written and answered.
+    let body = array(&rows("life", 3));
+    let (status, _, resp) = upload(srv.addr, &key, &body, &[("idempotency-key", "old")]).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(srv.count("SELECT count(*) FROM miner_telemetry").await, 3);
+
+    srv.db
+        .execute(
+            "UPDATE idempotency_keys SET created_at = now() - interval '24 hours 30 minutes' \
+             WHERE idem_key = 'old'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        idempotency::purge(&srv.db).await.unwrap(),
+        1,
+        "only the expired key goes"
+    );
+    let left: Vec<String> = srv
+        .db
+        .query("SELECT idem_key FROM idempotency_keys", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["young"]);
+    srv.stop().await;
+}
