@@ -1,0 +1,54 @@
+//! The crate graph the README draws: each stage depends on the adit crates
+//! it names there and no others (so no cycle can form, and ingest stays a
+//! pure stage).
+
+use std::collections::BTreeSet;
+
+/// The `adit-*` crates in the `[dependencies]` of `crate_dir/Cargo.toml`.
+fn adit_dependencies(crate_dir: &str) -> BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(crate_dir)
+        .join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut in_deps = false;
+    let mut deps = BTreeSet::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps && line.starts_with("adit-") {
+            let name = line.split(['.', ' ', '=']).next().unwrap_or_default();
+            deps.insert(name.to_string());
+        }
+    }
+    deps
+}
+
+#[test]
+fn each_stage_depends_on_the_crates_the_readme_names() {
+    let want: &[(&str, &[&str])] = &[
+        ("types", &[]),
+        ("ingest", &["adit-types"]),
+        ("archive", &["adit-types"]),
+        ("control", &["adit-types"]),
+        ("rollup", &["adit-types"]),
+        ("writer", &["adit-archive", "adit-types"]),
+        (
+            "server",
+            &[
+                "adit-archive",
+                "adit-control",
+                "adit-ingest",
+                "adit-types",
+                "adit-writer",
+            ],
+        ),
+        ("load-tests", &[]),
+    ];
+    for (dir, names) in want {
+        let want: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
+        assert_eq!(adit_dependencies(dir), want, "{dir}/Cargo.toml");
+    }
+}
