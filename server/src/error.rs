@@ -45,6 +45,10 @@ pub enum Error {
     RateLimited { retry_after_s: u64 },
     #[error("requests in flight hold the whole memory budget ({budget_kib} KiB); retry later")]
     Overloaded { budget_kib: usize },
+    /// A connection past `--max-connections`: answered and closed by the
+    /// listener before any request is read.
+    #[error("too many open connections; retry later")]
+    TooManyConnections,
     #[error("ingest queue is full ({capacity} uploads waiting); retry later")]
     QueueFull { capacity: usize },
     #[error("server is shutting down; retry later")]
@@ -83,6 +87,7 @@ impl Error {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull { .. }
             | Self::Overloaded { .. }
+            | Self::TooManyConnections
             | Self::ShuttingDown
             | Self::DatabaseUnavailable { .. }
             | Self::DatabaseBusy { .. }
@@ -126,7 +131,7 @@ impl Error {
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::QueueFull { .. } => "queue_full",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Overloaded { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::TooManyConnections => "overloaded",
             Self::ShuttingDown => "shutting_down",
             Self::DatabaseUnavailable { .. } => "database_unavailable",
             Self::DatabaseBusy { .. } => "database_busy",
@@ -175,13 +180,27 @@ impl Error {
     /// The error envelope (`{"success":false,"error":…,"code":…,"details":[…]}`),
     /// with `Retry-After` on 429 and 503.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let status = self.status();
-        if status.is_server_error() {
+        if self.status().is_server_error() {
             let database = self.database_reason();
             tracing::error!(code = self.code(), error = %self, database, "Request failed.");
         } else {
             tracing::warn!(code = self.code(), error = %self, "Request refused.");
         }
+        self.response()
+    }
+
+    /// [`Error::into_response`] without the log line (for answers sent
+    /// in bulk, such as refused connections, which are counted instead).
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        let mut resp = json_response(self.status(), self.body());
+        if let Some(v) = self.retry_after() {
+            resp.headers_mut().insert(RETRY_AFTER, v);
+        }
+        resp
+    }
+
+    /// The error envelope.
+    pub fn body(&self) -> String {
         let mut body = String::with_capacity(128);
         body.push_str(r#"{"success":false,"error":"#);
         adit_types::push_json_string(&mut body, &self.to_string());
@@ -190,18 +209,18 @@ impl Error {
         body.push_str(r#"","details":"#);
         body.push_str(&self.details().to_string());
         body.push('}');
-        let retry_after = match &self {
+        body
+    }
+
+    /// `Retry-After`: a rate limit's own wait, one second on every 503.
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        match self {
             Self::RateLimited { retry_after_s } => Some(HeaderValue::from(*retry_after_s)),
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 Some(HeaderValue::from_static(RETRY_AFTER_SECS))
             }
             _ => None,
-        };
-        let mut resp = json_response(status, body);
-        if let Some(v) = retry_after {
-            resp.headers_mut().insert(RETRY_AFTER, v);
         }
-        resp
     }
 }
 

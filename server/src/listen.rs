@@ -21,7 +21,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::State;
+use crate::{Error, State};
 
 /// Why a certificate or key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +65,21 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The answer to a connection over the cap, written before closing it.
+/// The answer to a connection over the cap, written before closing it:
+/// [`Error::TooManyConnections`] as raw HTTP/1.1.
 fn over_capacity() -> Vec<u8> {
-    let body = r#"{"success":false,"error":"too many open connections; retry later","code":"overloaded","details":[]}"#;
+    let e = Error::TooManyConnections;
+    let status = e.status();
+    let body = e.body();
+    let retry_after = e
+        .retry_after()
+        .and_then(|v| v.to_str().ok().map(|v| format!("retry-after: {v}\r\n")))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\n{retry_after}\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         body.len()
     )
     .into_bytes()
