@@ -1,0 +1,18 @@
+//! The edge collector: it runs on a farm's edge box, asks each miner on the
+//! LAN for its state over the CGMiner API (TCP 4028), and turns the answers
+//! into adit's upload samples.
+//!
+//! - [`cgminer`]: the client (one TCP request per command, timeouts,
+//!   retries, size limit, a whitelist of commands, the firmware quirks);
+//! - [`normalize`]: Antminer and Whatsminer answers → one [`Sample`];
+//! - [`sample`]: the sample as `POST /api/collector/upload` takes it.
+//!
+//! Nothing here touches PostgreSQL, Arrow or Parquet: those are adit's.
+
+pub mod cgminer;
+pub mod error;
+pub mod normalize;
+pub mod sample;
+
+pub use error::{Error, Result};
+pub use sample::{Board, Sample};
