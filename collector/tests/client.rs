@@ -19,6 +19,8 @@ enum Reply {
     Nul(Vec<u8>),
     /// The answer, then the connection closed.
     Eof(Vec<u8>),
+    /// The answer, a newline, and the connection held open.
+    Newline(Vec<u8>),
     /// Nothing, with the connection held open.
     Silent,
 }
@@ -92,6 +94,11 @@ async fn serve_one(
             let _ = stream.write_all(&bytes).await;
             let _ = stream.shutdown().await;
         }
+        Reply::Newline(mut bytes) => {
+            bytes.push(b'\n');
+            let _ = stream.write_all(&bytes).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
         Reply::Silent => tokio::time::sleep(Duration::from_secs(10)).await,
     }
 }
@@ -120,6 +127,15 @@ async fn eof_ends_an_answer_without_a_nul() {
     let m = miner(|_| Reply::Eof(SUMMARY.to_vec())).await;
     let answer = client().query(m.addr, ReadCommand::Summary).await.unwrap();
     assert_eq!(answer["SUMMARY"][0]["Elapsed"], 10);
+}
+
+#[tokio::test]
+async fn a_whole_json_answer_ends_it_without_nul_or_eof() {
+    // Firmware that ends with a newline and keeps the connection open.
+    let m = miner(|_| Reply::Newline(SUMMARY.to_vec())).await;
+    let answer = client().query(m.addr, ReadCommand::Summary).await.unwrap();
+    assert_eq!(answer["SUMMARY"][0]["Elapsed"], 10);
+    assert_eq!(m.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

@@ -276,22 +276,29 @@ impl From<std::io::Error> for ReadError {
     }
 }
 
-/// Reads up to the first NUL byte or EOF, refusing more than `limit` bytes.
+/// Reads up to the first NUL byte, EOF, or the end of the first complete
+/// top-level JSON value (firmware that ends its answer with a newline and
+/// keeps the connection open), refusing more than `limit` bytes.
 async fn read_answer(
     stream: &mut TcpStream,
     limit: usize,
 ) -> std::result::Result<Vec<u8>, ReadError> {
     let mut answer = Vec::with_capacity(8 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut shape = JsonEnd::default();
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Ok(answer);
         }
-        let (data, ended) = match chunk[..n].iter().position(|&b| b == 0) {
+        let (mut data, mut ended) = match chunk[..n].iter().position(|&b| b == 0) {
             Some(nul) => (&chunk[..nul], true),
             None => (&chunk[..n], false),
         };
+        if let Some(end) = shape.feed(data) {
+            data = &data[..=end];
+            ended = true;
+        }
         if answer.len() + data.len() > limit {
             return Err(ReadError::TooLarge);
         }
@@ -299,6 +306,46 @@ async fn read_answer(
         if ended {
             return Ok(answer);
         }
+    }
+}
+
+/// Finds where the first top-level JSON object or array closes, across
+/// chunks, by counting brackets outside strings. Byte-wise is safe with
+/// invalid UTF-8: `"`, `\\`, brackets never occur inside a multi-byte sequence.
+#[derive(Debug, Default)]
+struct JsonEnd {
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonEnd {
+    /// The index in `bytes` of the closing bracket, once it comes.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' if self.depth > 0 => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
     }
 }
 
@@ -349,6 +396,18 @@ mod tests {
         let draws: Vec<f64> = (0..200).map(|_| jitter_unit()).collect();
         assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
         assert!(draws.iter().any(|&u| u < 0.25) && draws.iter().any(|&u| u > 0.75));
+    }
+
+    #[test]
+    fn the_end_of_a_json_answer_is_found_across_chunks() {
+        let mut end = JsonEnd::default();
+        assert_eq!(end.feed(br#"{"a":["}",{"b":"\\"}"#), None);
+        assert_eq!(end.feed(br#",1]}\n"#), Some(3));
+        // The `}{` quirk sits inside the array, not at the top level.
+        let stats = br#"{"STATS":[{"a":1}{"b":2}],"id":1}"#;
+        assert_eq!(JsonEnd::default().feed(stats), Some(stats.len() - 1));
+        // Garbage before any bracket opens does not end it.
+        assert_eq!(JsonEnd::default().feed(b",\"id\":1}"), None);
     }
 
     #[test]
