@@ -230,14 +230,21 @@ fn antminer(sample: &mut Sample, answers: &Answers) {
             pcb_temps.extend(pcb);
         }
     }
-    let temps = if chip_temps.is_empty() {
+    // A failed sensor's reading (255 °C) does not skew the aggregates; it
+    // is dropped from the list and named by `limits::fit`.
+    let source = if chip_temps.is_empty() {
         &pcb_temps
     } else {
         &chip_temps
     };
-    sample.temperature_avg = mean(temps).map(round1);
-    sample.temperature_min = min(temps);
-    sample.temperature_max = max(temps);
+    let temps: Vec<f64> = source
+        .iter()
+        .copied()
+        .filter(|&t| limits::plausible_temperature(t))
+        .collect();
+    sample.temperature_avg = mean(&temps).map(round1);
+    sample.temperature_min = min(&temps);
+    sample.temperature_max = max(&temps);
     sample.temperature_chips = chip_temps;
 }
 
@@ -369,24 +376,26 @@ fn whatsminer_error_codes(s: &Map<String, Value>) -> Option<String> {
     (!codes.is_empty()).then(|| format!("error codes: {}", codes.join(", ")))
 }
 
-/// Derived fields and the errors of the commands that failed.
+/// Derived fields, adit's row rules, and in `error_message` what the miner
+/// reported as errors, what was dropped, and the commands that failed.
 fn finish(sample: &mut Sample, answers: &Answers) {
-    if !sample.boards.is_empty() {
-        sample.boards_total = Some(sample.boards.len() as i64);
-        sample.boards_healthy = Some(sample.boards.iter().filter(|b| healthy(b)).count() as i64);
-    }
     if let (Some(watts), Some(ghs)) = (sample.power_consumption, sample.hashrate_ghs) {
         if watts > 0.0 && ghs > 0.0 {
             sample.efficiency = Some(round1(watts / (ghs / 1000.0)));
         }
     }
-    if !answers.errors.is_empty() {
-        let failed: Vec<String> = answers.errors.iter().map(Error::to_string).collect();
-        let mut message = failed.join("; ");
-        if let Some(codes) = sample.error_message.take() {
-            message = format!("{codes}; {message}");
-        }
-        sample.error_message = Some(truncate_chars(&message, MAX_ERROR_MESSAGE_CHARS));
+    let dropped = limits::fit(sample);
+    if !sample.boards.is_empty() {
+        sample.boards_total = Some(sample.boards.len() as i64);
+        sample.boards_healthy = Some(sample.boards.iter().filter(|b| healthy(b)).count() as i64);
+    }
+    let mut notes: Vec<String> = sample.error_message.take().into_iter().collect();
+    if !dropped.is_empty() {
+        notes.push(format!("out of range, not sent: {}", dropped.join(", ")));
+    }
+    notes.extend(answers.errors.iter().map(Error::to_string));
+    if !notes.is_empty() {
+        sample.error_message = Some(truncate_chars(&notes.join("; "), MAX_ERROR_MESSAGE_CHARS));
     }
 }
 
@@ -523,6 +532,8 @@ fn min(values: &[f64]) -> Option<f64> {
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
+
+mod limits;
 
 #[cfg(test)]
 mod tests;

@@ -310,3 +310,19 @@ fn rate_units_scale_to_ghs() {
     assert_eq!(rate_unit_in_ghs(Some(&json!("GH"))), 1.0);
     assert_eq!(rate_unit_in_ghs(None), 1.0);
 }
+
+#[test]
+fn a_failed_sensor_does_not_cost_the_whole_sample() {
+    let mut answers = antminer_s19();
+    let stats = answers.stats.as_mut().unwrap();
+    stats["STATS"][1]["temp_chip2"] = Value::from("78-255-80-66");
+    stats["STATS"][1]["fan2"] = Value::from(-1);
+    let s = normalize("SN-S19", None, &answers, TS);
+    assert_eq!(s.temperature_max, Some(80.0));
+    assert_eq!(s.temperature_chips.len(), 11);
+    assert_eq!(s.fan_speeds, vec![5760, 0, 5700]);
+    assert_eq!(
+        s.error_message.as_deref(),
+        Some("out of range, not sent: 1 temperature_chips readings, 1 fan_speeds readings")
+    );
+}
