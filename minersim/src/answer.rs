@@ -17,6 +17,40 @@ const BAD_UTF8: &[u8] = &[0xC3, 0x28];
 const POOL_DIFF: i64 = 65_536;
 /// Read-only commands, the only ones that may be joined with `+`.
 const READ_COMMANDS: [&str; 6] = ["summary", "stats", "pools", "devs", "edevs", "version"];
+/// Commands that change the miner.
+const PRIVILEGED_COMMANDS: [&str; 12] = [
+    "restart",
+    "reboot",
+    "restart_btminer",
+    "enable",
+    "ascenable",
+    "power_on",
+    "disable",
+    "ascdisable",
+    "power_off",
+    "addpool",
+    "switchpool",
+    "ascset",
+];
+/// cgminer's message codes (api.c).
+const MSG_POOL: i64 = 7;
+const MSG_DEVS: i64 = 9;
+const MSG_SUMM: i64 = 11;
+const MSG_INVCMD: i64 = 14;
+const MSG_MINEVER: i64 = 22;
+pub(crate) const MSG_INVJSON: i64 = 23;
+const MSG_INVPID: i64 = 26;
+const MSG_SWITCHP: i64 = 27;
+const MSG_ACCDENY: i64 = 45;
+const MSG_MISPDP: i64 = 52;
+const MSG_ADDPOOL: i64 = 55;
+const MSG_MINESTATS: i64 = 70;
+const MSG_ASCENA: i64 = 110;
+const MSG_ASCDIS: i64 = 111;
+const MSG_ASCSETOK: i64 = 119;
+const MSG_ASCSETERR: i64 = 120;
+/// btminer's answer code to a command it carried out.
+const BTMINER_OK: i64 = 131;
 
 /// The firmware quirks a miner shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,24 +121,45 @@ pub fn answer(ctx: &mut Ctx<'_>, req: &Request) -> Vec<u8> {
     let commands: Vec<&str> = req.command.split('+').collect();
     let mut out = if commands.len() == 1 {
         single(ctx, commands[0], req.parameter.as_deref())
-    } else if commands.iter().all(|c| READ_COMMANDS.contains(c)) {
-        let mut out = b"{".to_vec();
-        for (i, c) in commands.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(format!("\"{c}\":[").as_bytes());
-            out.extend(single(ctx, c, req.parameter.as_deref()));
-            out.push(b']');
-        }
-        out.extend_from_slice(b",\"id\":1}");
-        out
     } else {
-        error(ctx, 45, "Access denied to joined privileged command")
+        joined(ctx, &commands)
     };
     if ctx.quirks.bad_utf8 {
         out = replace_marker(&out);
     }
+    out
+}
+
+/// `summary+pools`: `{"summary":[{…}],"pools":[{…}],"id":1}`, each command
+/// once, blanks skipped; a privileged or unknown part gets its own E STATUS
+/// and the others are still answered (cgminer's API-README).
+fn joined(ctx: &mut Ctx<'_>, commands: &[&str]) -> Vec<u8> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = b"{".to_vec();
+    for &c in commands {
+        if c.is_empty() || seen.contains(&c) {
+            continue;
+        }
+        if !seen.is_empty() {
+            out.push(b',');
+        }
+        seen.push(c);
+        out.extend(serde_json::to_vec(c).expect("json"));
+        out.extend_from_slice(b":[");
+        if READ_COMMANDS.contains(&c) {
+            out.extend(single(ctx, c, None));
+        } else if PRIVILEGED_COMMANDS.contains(&c) {
+            out.extend(error(
+                ctx,
+                MSG_ACCDENY,
+                &format!("Access denied to '{c}' command"),
+            ));
+        } else {
+            out.extend(error(ctx, MSG_INVCMD, "Invalid command"));
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b",\"id\":1}");
     out
 }
 
@@ -117,25 +172,30 @@ fn single(ctx: &mut Ctx<'_>, command: &str, param: Option<&str>) -> Vec<u8> {
                 Shape::Antminer => antminer_summary(&r, ctx.when),
                 Shape::Whatsminer => whatsminer_summary(ctx.state, &r, ctx.when),
             };
-            doc(ctx, status(ctx, 11, "Summary"), "SUMMARY", vec![item])
+            doc(ctx, status(ctx, MSG_SUMM, "Summary"), "SUMMARY", vec![item])
         }
         ("stats", Shape::Antminer) => {
             let r = ctx.state.reading(ctx.now, tick);
             let items = antminer_stats(ctx.state, &r);
-            doc(ctx, status(ctx, 70, "CGMiner stats"), "STATS", items)
+            doc(
+                ctx,
+                status(ctx, MSG_MINESTATS, "CGMiner stats"),
+                "STATS",
+                items,
+            )
         }
         ("stats", Shape::Whatsminer) | ("devs" | "edevs", _) => {
             let r = ctx.state.reading(ctx.now, tick);
             let items = boards(ctx.state, &r, ctx.shape);
             let key = if command == "stats" { "STATS" } else { "DEVS" };
             let msg = format!("{} ASC(s)", items.len());
-            doc(ctx, status(ctx, 9, &msg), key, items)
+            doc(ctx, status(ctx, MSG_DEVS, &msg), key, items)
         }
         ("pools", _) => {
             let r = ctx.state.reading(ctx.now, tick);
             let items = pools(ctx.state, &r, ctx.when);
             let msg = format!("{} Pool(s)", items.len());
-            doc(ctx, status(ctx, 7, &msg), "POOLS", items)
+            doc(ctx, status(ctx, MSG_POOL, &msg), "POOLS", items)
         }
         ("version", Shape::Antminer) => {
             let item = json!({
@@ -145,29 +205,33 @@ fn single(ctx: &mut Ctx<'_>, command: &str, param: Option<&str>) -> Vec<u8> {
             });
             doc(
                 ctx,
-                status(ctx, 22, "CGMiner versions"),
+                status(ctx, MSG_MINEVER, "CGMiner versions"),
                 "VERSION",
                 vec![item],
             )
         }
         ("restart" | "reboot" | "restart_btminer", _) => {
             ctx.state.restart(ctx.now);
-            ok(ctx, 15, "CGMiner restart")
+            match ctx.shape {
+                // cgminer answers a bare STATUS before it restarts.
+                Shape::Antminer => br#"{"STATUS":"RESTART","id":1}"#.to_vec(),
+                Shape::Whatsminer => done(ctx, 'S', 0, ""),
+            }
         }
         ("enable" | "ascenable" | "power_on", _) => {
             ctx.state.advance(ctx.now);
             ctx.state.enabled = true;
-            ok(ctx, 49, "ASC 0 sent enable message")
+            done(ctx, 'I', MSG_ASCENA, "ASC 0 sent enable message")
         }
         ("disable" | "ascdisable" | "power_off", _) => {
             ctx.state.advance(ctx.now);
             ctx.state.enabled = false;
-            ok(ctx, 50, "ASC 0 set disable flag")
+            done(ctx, 'I', MSG_ASCDIS, "ASC 0 set disable flag")
         }
         ("addpool", _) => addpool(ctx, param),
         ("switchpool", _) => switchpool(ctx, param),
         ("ascset", _) => ascset(ctx, param),
-        _ => error(ctx, 14, "Invalid command"),
+        _ => error(ctx, MSG_INVCMD, "Invalid command"),
     }
 }
 
@@ -176,14 +240,14 @@ fn addpool(ctx: &mut Ctx<'_>, param: Option<&str>) -> Vec<u8> {
     let url = parts.next().unwrap_or("").trim();
     let user = parts.next().unwrap_or("").trim();
     if url.is_empty() || user.is_empty() {
-        return error(ctx, 25, "Missing addpool details");
+        return error(ctx, MSG_MISPDP, "Missing addpool details");
     }
     ctx.state.pools.push(Pool {
         url: url.to_string(),
         user: user.to_string(),
     });
     let msg = format!("Added pool {}: '{url}'", ctx.state.pools.len() - 1);
-    ok(ctx, 55, &msg)
+    done(ctx, 'S', MSG_ADDPOOL, &msg)
 }
 
 fn switchpool(ctx: &mut Ctx<'_>, param: Option<&str>) -> Vec<u8> {
@@ -191,8 +255,8 @@ fn switchpool(ctx: &mut Ctx<'_>, param: Option<&str>) -> Vec<u8> {
     match param.and_then(|p| p.trim().parse::<usize>().ok()) {
         Some(id) if id < n => {
             ctx.state.active_pool = id;
-            let msg = format!("Switching to pool {id}: '{}'", ctx.state.pools[id].url);
-            ok(ctx, 27, &msg)
+            let msg = format!("Switching to pool {id}:'{}'", ctx.state.pools[id].url);
+            done(ctx, 'S', MSG_SWITCHP, &msg)
         }
         _ => {
             let msg = format!(
@@ -200,7 +264,7 @@ fn switchpool(ctx: &mut Ctx<'_>, param: Option<&str>) -> Vec<u8> {
                 param.unwrap_or(""),
                 n - 1
             );
-            error(ctx, 26, &msg)
+            error(ctx, MSG_INVPID, &msg)
         }
     }
 }
@@ -212,19 +276,27 @@ fn ascset(ctx: &mut Ctx<'_>, param: Option<&str>) -> Vec<u8> {
     match (parts.get(1).copied(), value) {
         (Some("fan"), Some(pct)) if (0.0..=100.0).contains(&pct) => {
             ctx.state.fan_pct = Some(pct as u32);
-            ok(ctx, 119, &format!("ASC 0 set fan {pct}%"))
+            done(ctx, 'S', MSG_ASCSETOK, "ASC 0 set OK")
         }
         (Some("freq" | "frequency"), Some(mhz)) if (100.0..=1200.0).contains(&mhz) => {
             ctx.state.advance(ctx.now);
             ctx.state.frequency_mhz = mhz;
-            ok(ctx, 119, &format!("ASC 0 set frequency {mhz} MHz"))
+            done(ctx, 'S', MSG_ASCSETOK, "ASC 0 set OK")
         }
-        _ => error(ctx, 120, "ASC 0 set invalid option"),
+        _ => error(
+            ctx,
+            MSG_ASCSETERR,
+            "ASC 0 set failed: use fan,0-100 or freq,100-1200",
+        ),
     }
 }
 
 fn status(ctx: &Ctx<'_>, code: i64, msg: &str) -> Value {
-    json!({"STATUS": "S", "When": ctx.when, "Code": code, "Msg": msg, "Description": description(ctx)})
+    status_as(ctx, 'S', code, msg)
+}
+
+fn status_as(ctx: &Ctx<'_>, severity: char, code: i64, msg: &str) -> Value {
+    json!({"STATUS": severity.to_string(), "When": ctx.when, "Code": code, "Msg": msg, "Description": description(ctx)})
 }
 
 fn description(ctx: &Ctx<'_>) -> String {
@@ -239,9 +311,17 @@ fn description(ctx: &Ctx<'_>) -> String {
     }
 }
 
-fn ok(ctx: &Ctx<'_>, code: i64, msg: &str) -> Vec<u8> {
-    let s = status(ctx, code, msg);
-    serde_json::to_vec(&json!({"STATUS": [s], "id": 1})).expect("json")
+/// A command carried out: cgminer's STATUS with `severity` (S, or I for
+/// enable/disable); btminer's flat `Code 131, "API command OK"`.
+fn done(ctx: &Ctx<'_>, severity: char, code: i64, msg: &str) -> Vec<u8> {
+    let v = match ctx.shape {
+        Shape::Antminer => json!({"STATUS": [status_as(ctx, severity, code, msg)], "id": 1}),
+        Shape::Whatsminer => json!({
+            "STATUS": "S", "When": ctx.when, "Code": BTMINER_OK, "Msg": "API command OK",
+            "Description": "",
+        }),
+    };
+    serde_json::to_vec(&v).expect("json")
 }
 
 /// An error: cgminer wraps STATUS in an array; btminer sends it flat.
@@ -252,7 +332,7 @@ pub fn error(ctx: &Ctx<'_>, code: i64, msg: &str) -> Vec<u8> {
         }], "id": 1}),
         Shape::Whatsminer => json!({
             "STATUS": "E", "When": ctx.when, "Code": code,
-            "Msg": if code == 14 { "invalid cmd" } else { msg }, "Description": "whatsminer v1.1",
+            "Msg": if code == MSG_INVCMD { "invalid cmd" } else { msg }, "Description": "whatsminer v1.1",
         }),
     };
     serde_json::to_vec(&v).expect("json")

@@ -105,8 +105,8 @@ fn respond(miner: &Miner, request: Option<Option<Request>>) -> Vec<u8> {
     };
     match request {
         Some(Some(req)) => answer::answer(&mut ctx, &req),
-        Some(None) => answer::error(&ctx, 23, "Invalid JSON"),
-        None => answer::error(&ctx, 23, "Request too large"),
+        Some(None) => answer::error(&ctx, answer::MSG_INVJSON, "Invalid JSON"),
+        None => answer::error(&ctx, answer::MSG_INVJSON, "Request too large"),
     }
 }
 
