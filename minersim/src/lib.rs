@@ -220,10 +220,24 @@ pub struct MinerInfo {
     pub model: String,
 }
 
+/// A miner's state as a test may check it, beside what the wire says.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The fleet sample the miner started from (model, hashrates, boards).
+    pub nominal: miner::Nominal,
+    pub active_pool_url: String,
+    pub enabled: bool,
+    pub restarts: u64,
+    pub fan_pct: Option<u32>,
+    pub frequency_mhz: f64,
+}
+
 /// A running farm; dropping it (or `shutdown`) stops every listener.
 #[derive(Debug)]
 pub struct Farm {
     miners: Vec<MinerInfo>,
+    /// None for a dead miner (nothing serves it).
+    states: Vec<Option<Arc<Mutex<miner::State>>>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -236,6 +250,7 @@ impl Farm {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut miners = Vec::with_capacity(cfg.count);
+        let mut states = Vec::with_capacity(cfg.count);
         let started = Instant::now();
         let cfg = Arc::new(cfg);
         for (index, nominal) in nominals.into_iter().enumerate() {
@@ -268,19 +283,23 @@ impl Farm {
             if info.mode == Mode::Dead {
                 // Nothing listens: the port refuses connections.
                 drop(listener);
+                states.push(None);
             } else {
+                let state = Arc::new(Mutex::new(miner::State::new(nominal, started)));
                 let sim = serve::Miner {
                     info: info.clone(),
-                    state: Arc::new(Mutex::new(miner::State::new(nominal, started))),
+                    state: state.clone(),
                     cfg: cfg.clone(),
                     started,
                 };
                 tasks.spawn(serve::listen(listener, sim, stopped.clone()));
+                states.push(Some(state));
             }
             miners.push(info);
         }
         Ok(Farm {
             miners,
+            states,
             stop,
             tasks,
         })
@@ -288,6 +307,20 @@ impl Farm {
 
     pub fn miners(&self) -> &[MinerInfo] {
         &self.miners
+    }
+
+    /// Miner `index`'s state now; None for a dead miner or a wrong index.
+    pub fn snapshot(&self, index: usize) -> Option<Snapshot> {
+        let state = self.states.get(index)?.as_ref()?;
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        Some(Snapshot {
+            nominal: s.nominal.clone(),
+            active_pool_url: s.active().url.clone(),
+            enabled: s.enabled,
+            restarts: s.restarts(),
+            fan_pct: s.fan_pct,
+            frequency_mhz: s.frequency_mhz,
+        })
     }
 
     pub fn addrs(&self) -> Vec<SocketAddr> {

@@ -56,6 +56,10 @@ struct Args {
     /// A request must arrive whole within this long.
     #[arg(long, default_value = "5s")]
     read_timeout: humantime::Duration,
+    /// Print one line per miner (index, address, mode, shape, model); on by
+    /// default with --base-port 0.
+    #[arg(long)]
+    list: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -105,8 +109,8 @@ fn main() -> anyhow::Result<()> {
             count(Mode::Flapping),
             count(Mode::Malformed),
         );
-        if args.base_port == 0 {
-            // Ports were picked by the system: say which miner has which.
+        if args.list || args.base_port == 0 {
+            // With --base-port 0 the system picked the ports: say which is whose.
             for m in miners {
                 println!("miner {} {} {:?} {:?} {}", m.index, m.addr, m.mode, m.shape, m.model);
             }

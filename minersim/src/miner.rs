@@ -201,6 +201,10 @@ impl State {
         self.restarts += 1;
     }
 
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
     pub fn active(&self) -> &Pool {
         &self.pools[self.active_pool]
     }

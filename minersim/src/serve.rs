@@ -84,8 +84,13 @@ async fn connection(mut stream: TcpStream, miner: &Miner, mut stop: watch::Recei
         out.truncate(out.len() / 2);
     }
     out.push(0);
-    let _ = stream.write_all(&out).await;
-    let _ = stream.shutdown().await;
+    // A client that does not read is not waited for longer than one that
+    // does not write.
+    let _ = tokio::time::timeout(cfg.read_timeout, async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// The answer; `request` is None when it was too large, Some(None) when it

@@ -174,6 +174,7 @@ async fn restart_resets_uptime_and_counters() {
         let after = &command(m.addr, "summary", None).await["SUMMARY"][0];
         assert!(after["Elapsed"].as_i64().unwrap() < 60, "{after}");
         assert!(after["Accepted"].as_i64().unwrap() < before["Accepted"].as_i64().unwrap());
+        assert_eq!(farm.snapshot(m.index).unwrap().restarts, 1);
     }
     farm.shutdown().await;
 }
@@ -209,6 +210,7 @@ async fn addpool_and_switchpool_change_the_active_pool() {
     assert_eq!(active.len(), 1);
     assert_eq!(active[0]["URL"], url);
     assert_eq!(active[0]["User"], "farm.w1");
+    assert_eq!(farm.snapshot(1).unwrap().active_pool_url, url);
     let r = command(addr, "switchpool", Some("9")).await;
     assert_eq!(status(&r), "E");
     farm.shutdown().await;
@@ -402,4 +404,41 @@ async fn a_non_loopback_host_is_refused_unless_allowed() {
     .await
     .unwrap_err();
     assert_eq!(err.code(), "not_loopback");
+}
+
+#[tokio::test]
+async fn values_are_the_fleet_models() {
+    let farm = Farm::start(Config {
+        quirk_share: 0.0,
+        ..Config::test_config(16)
+    })
+    .await
+    .unwrap();
+    for m in farm.miners() {
+        let n = farm.snapshot(m.index).unwrap().nominal;
+        assert_eq!(n.model, m.model);
+        let s = &command(m.addr, "summary", None).await["SUMMARY"][0];
+        match m.shape {
+            Shape::Antminer => {
+                assert_eq!(num(&s["GHS av"]), n.hashrate_ghs, "{s}");
+                let st = command(m.addr, "stats", None).await;
+                for (i, b) in n.boards.iter().enumerate() {
+                    let c = &st["STATS"][1];
+                    assert_eq!(num(&c[format!("temp2_{}", i + 1)]), b.temp);
+                    assert_eq!(num(&c[format!("chain_rate{}", i + 1)]), b.hashrate);
+                    assert_eq!(c[format!("chain_acn{}", i + 1)], b.chips_ok);
+                }
+            }
+            Shape::Whatsminer => {
+                assert_eq!(num(&s["MHS av"]), n.hashrate_ghs * 1000.0, "{s}");
+                assert_eq!(num(&s["Power"]), n.power_consumption, "{s}");
+                let devs = command(m.addr, "devs", None).await;
+                for (i, b) in n.boards.iter().enumerate() {
+                    assert_eq!(num(&devs["DEVS"][i]["Temperature"]), b.temp);
+                    assert_eq!(devs["DEVS"][i]["Effective Chips"], b.chips_ok);
+                }
+            }
+        }
+    }
+    farm.shutdown().await;
 }
