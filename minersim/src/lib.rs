@@ -14,6 +14,7 @@
 pub mod answer;
 pub mod miner;
 mod serve;
+mod shapes;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
