@@ -37,6 +37,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("out of file descriptors at miner {index} of {count}: raise the open-file limit (ulimit -n)")]
+    TooManyFiles { index: usize, count: usize },
     #[error("{host} is not a loopback address; allow it explicitly to serve off this machine")]
     NotLoopback { host: IpAddr },
     #[error("ports {base}..{base}+{count} run past 65535")]
@@ -52,6 +54,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Bind { .. } => "bind_failed",
+            Self::TooManyFiles { .. } => "too_many_files",
             Self::NotLoopback { .. } => "not_loopback",
             Self::PortRange { .. } => "port_range",
             Self::Shares { .. } => "bad_shares",
@@ -260,13 +263,21 @@ impl Farm {
                 base => base + index as u16,
             };
             let want = SocketAddr::new(cfg.host, port);
-            let listener = TcpListener::bind(want)
-                .await
-                .map_err(|source| Error::Bind {
-                    index,
-                    addr: want,
-                    source,
-                })?;
+            let listener = TcpListener::bind(want).await.map_err(|source| {
+                // EMFILE: every listening miner holds a descriptor.
+                if source.raw_os_error() == Some(24) {
+                    Error::TooManyFiles {
+                        index,
+                        count: cfg.count,
+                    }
+                } else {
+                    Error::Bind {
+                        index,
+                        addr: want,
+                        source,
+                    }
+                }
+            })?;
             let addr = listener.local_addr().map_err(|source| Error::Bind {
                 index,
                 addr: want,

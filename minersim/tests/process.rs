@@ -1,5 +1,5 @@
 //! The `adit-minersim` binary as a process: starts, lists its miners,
-//! answers over TCP, stops on SIGTERM... or kill at the end of the test.
+//! answers over TCP, stops cleanly on SIGTERM.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -47,4 +47,19 @@ fn the_binary_serves_its_miners_over_tcp() {
         assert_eq!(v["STATUS"][0]["STATUS"], "S");
         assert!(v["SUMMARY"][0]["Elapsed"].as_i64().unwrap() > 0);
     }
+    let pid = guard.0.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
 }
