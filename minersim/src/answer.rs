@@ -198,7 +198,7 @@ fn single(ctx: &mut Ctx<'_>, command: &str, param: Option<&str>) -> Vec<u8> {
         }
         ("version", Shape::Antminer) => {
             let item = json!({
-                "BMMiner": "1.0.0", "API": "3.1", "Miner": "uart_trans.1.3",
+                "BMMiner": "2.0.0", "API": "3.1", "Miner": "uart_trans.1.3",
                 "CompileTime": "Thu Mar 16 14:06:06 CST 2023",
                 "Type": ctx.state.nominal.model,
             });

@@ -93,7 +93,7 @@ pub(crate) fn whatsminer_summary(state: &State, r: &Reading, when: i64) -> Value
 pub(crate) fn antminer_stats(state: &State, r: &Reading) -> Vec<Value> {
     let n = &state.nominal;
     let head = json!({
-        "BMMiner": "1.0.0", "Miner": "uart_trans.1.3",
+        "BMMiner": "2.0.0", "Miner": "uart_trans.1.3",
         "CompileTime": "Thu Mar 16 14:06:06 CST 2023", "Type": n.model,
     });
     let mut m = Map::new();
