@@ -338,7 +338,8 @@ fn counter_row(miner: &str, ts: i64, acc: i64, rej: i64, hw: i64) -> String {
 async fn counters_near_i64_max_roll_up_without_overflow() {
     let srv = TestServer::start_with("rollup_max", |c| c.rollup.interval = Duration::ZERO).await;
     let now = Utc::now();
-    let hour = now.timestamp() / 3600 * 3600 - 3600; // an hour ago, closed
+    // Two hours back: closed and past the rollup grace at any minute of the hour.
+    let hour = now.timestamp() / 3600 * 3600 - 7200;
     let max = i64::MAX;
     let key = srv.key(51).await;
     let rows = vec![
@@ -608,7 +609,8 @@ async fn one_run_takes_every_page_of_due_marks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adit_rollup_run_rolls_up_huge_counters_and_names_a_refusal() {
     let srv = TestServer::start_with("rollup_cli", |c| c.rollup.interval = Duration::ZERO).await;
-    let hour = Utc::now().timestamp() / 3600 * 3600 - 3600;
+    // Two hours back: closed and past the rollup grace (2 min) at any minute.
+    let hour = Utc::now().timestamp() / 3600 * 3600 - 7200;
     let max = i64::MAX;
     for site in [81, 82] {
         let key = srv.key(site).await;

@@ -46,6 +46,8 @@ fn each_stage_depends_on_the_crates_the_readme_names() {
             ],
         ),
         ("load-tests", &[]),
+        ("collector", &[]),
+        ("minersim", &["adit-load"]),
     ];
     for (dir, names) in want {
         let want: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
