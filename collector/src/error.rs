@@ -55,6 +55,10 @@ pub enum Error {
     /// A command from adit that is not on the whitelist.
     #[error("{command:?} is not a command the collector sends to miners")]
     CommandNotAllowed { command: String },
+    /// An entry of the miner list is not an address, `host:port` or a range
+    /// the collector polls.
+    #[error("miner list entry {entry:?}: {reason}")]
+    MinerList { entry: String, reason: String },
 }
 
 impl Error {
@@ -69,6 +73,7 @@ impl Error {
             Self::Miner { .. } => "miner_error",
             Self::Io { .. } => "io",
             Self::CommandNotAllowed { .. } => "command_not_allowed",
+            Self::MinerList { .. } => "bad_miner_list",
         }
     }
 
@@ -82,7 +87,8 @@ impl Error {
             Self::TooLarge { .. }
             | Self::Malformed { .. }
             | Self::Miner { .. }
-            | Self::CommandNotAllowed { .. } => false,
+            | Self::CommandNotAllowed { .. }
+            | Self::MinerList { .. } => false,
         }
     }
 
@@ -91,9 +97,10 @@ impl Error {
     /// a `restart` whose answer was lost may already have happened.
     pub fn before_send(&self) -> bool {
         match self {
-            Self::ConnectTimeout { .. } | Self::Refused { .. } | Self::CommandNotAllowed { .. } => {
-                true
-            }
+            Self::ConnectTimeout { .. }
+            | Self::Refused { .. }
+            | Self::CommandNotAllowed { .. }
+            | Self::MinerList { .. } => true,
             Self::Timeout { .. }
             | Self::TooLarge { .. }
             | Self::Malformed { .. }

@@ -5,11 +5,13 @@
 //! - [`cgminer`]: the client (one TCP request per command, timeouts,
 //!   retries, size limit, a whitelist of commands, the firmware quirks);
 //! - [`normalize`]: Antminer and Whatsminer answers → one [`Sample`];
-//! - [`sample`]: the sample as `POST /api/collector/upload` takes it.
+//! - [`sample`]: the sample as `POST /api/collector/upload` takes it;
+//! - [`cycle`]: the miner list, and one polling cycle over the whole farm.
 //!
 //! Nothing here touches PostgreSQL, Arrow or Parquet: those are adit's.
 
 pub mod cgminer;
+pub mod cycle;
 pub mod error;
 pub mod normalize;
 pub mod sample;
