@@ -59,6 +59,17 @@ pub enum Error {
     /// the collector polls.
     #[error("miner list entry {entry:?}: {reason}")]
     MinerList { entry: String, reason: String },
+    /// A spool file or directory could not be read or written (or a batch
+    /// could not be stored as given).
+    #[error("spool {path}: {action}: {reason}")]
+    Spool {
+        path: std::path::PathBuf,
+        action: &'static str,
+        reason: String,
+    },
+    /// Samples could not be encoded into an upload body.
+    #[error("encoding an upload batch: {reason}")]
+    Encode { reason: String },
 }
 
 impl Error {
@@ -74,6 +85,8 @@ impl Error {
             Self::Io { .. } => "io",
             Self::CommandNotAllowed { .. } => "command_not_allowed",
             Self::MinerList { .. } => "bad_miner_list",
+            Self::Spool { .. } => "spool",
+            Self::Encode { .. } => "encode",
         }
     }
 
@@ -88,7 +101,9 @@ impl Error {
             | Self::Malformed { .. }
             | Self::Miner { .. }
             | Self::CommandNotAllowed { .. }
-            | Self::MinerList { .. } => false,
+            | Self::MinerList { .. }
+            | Self::Spool { .. }
+            | Self::Encode { .. } => false,
         }
     }
 
@@ -100,7 +115,9 @@ impl Error {
             Self::ConnectTimeout { .. }
             | Self::Refused { .. }
             | Self::CommandNotAllowed { .. }
-            | Self::MinerList { .. } => true,
+            | Self::MinerList { .. }
+            | Self::Spool { .. }
+            | Self::Encode { .. } => true,
             Self::Timeout { .. }
             | Self::TooLarge { .. }
             | Self::Malformed { .. }

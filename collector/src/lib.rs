@@ -6,7 +6,9 @@
 //!   retries, size limit, a whitelist of commands, the firmware quirks);
 //! - [`normalize`]: Antminer and Whatsminer answers → one [`Sample`];
 //! - [`sample`]: the sample as `POST /api/collector/upload` takes it;
-//! - [`cycle`]: the miner list, and one polling cycle over the whole farm.
+//! - [`cycle`]: the miner list, and one polling cycle over the whole farm;
+//! - [`spool`]: the durable on-disk queue of upload batches;
+//! - [`upload`]: batches to adit (split at the row limit, retries, drain).
 //!
 //! Nothing here touches PostgreSQL, Arrow or Parquet: those are adit's.
 
@@ -15,6 +17,8 @@ pub mod cycle;
 pub mod error;
 pub mod normalize;
 pub mod sample;
+pub mod spool;
+pub mod upload;
 
 pub use error::{Error, Result};
 pub use sample::{Board, Sample};
