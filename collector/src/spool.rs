@@ -26,7 +26,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::error::{Error, Result};
 
@@ -67,6 +67,7 @@ pub struct Spool {
     key_prefix: String,
     dropped_batches: u64,
     dropped_bytes: u64,
+    corrupt_batches: u64,
 }
 
 impl Spool {
@@ -118,6 +119,7 @@ impl Spool {
             key_prefix: format!("{start_ms}"),
             dropped_batches: 0,
             dropped_bytes: 0,
+            corrupt_batches: 0,
         })
     }
 
@@ -167,20 +169,24 @@ impl Spool {
     }
 
     /// The oldest batch, read from disk, or `None` if the spool is empty.
-    pub fn peek(&self) -> Result<Option<Batch>> {
-        let Some(entry) = self.entries.front() else {
-            return Ok(None);
-        };
-        let path = self.batch_path(entry.seq);
-        let mut raw = Vec::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut raw))
-            .map_err(|e| spool_err(&path, "read", e))?;
-        parse(&raw).map(Some).ok_or_else(|| Error::Spool {
-            path,
-            action: "read",
-            reason: "not a spool batch file".into(),
-        })
+    /// A batch file that is not one (damaged on disk) would block the queue
+    /// for ever: it is removed with an error log and counted in
+    /// [`Spool::corrupt_batches`], and the next one is read.
+    pub fn peek(&mut self) -> Result<Option<Batch>> {
+        while let Some(entry) = self.entries.front() {
+            let path = self.batch_path(entry.seq);
+            let mut raw = Vec::new();
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut raw))
+                .map_err(|e| spool_err(&path, "read", e))?;
+            if let Some(batch) = parse(&raw) {
+                return Ok(Some(batch));
+            }
+            error!(path = %path.display(), bytes = raw.len(), "spool: damaged batch file removed");
+            self.remove_oldest()?;
+            self.corrupt_batches += 1;
+        }
+        Ok(None)
     }
 
     /// Removes the oldest batch (once it was sent, or can never be).
@@ -219,6 +225,11 @@ impl Spool {
     /// Bytes dropped at the size cap since this spool was opened.
     pub fn dropped_bytes(&self) -> u64 {
         self.dropped_bytes
+    }
+
+    /// Damaged batch files removed since this spool was opened.
+    pub fn corrupt_batches(&self) -> u64 {
+        self.corrupt_batches
     }
 
     pub fn dir(&self) -> &Path {
@@ -406,6 +417,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_damaged_batch_file_is_removed_and_counted_not_blocking() {
+        let tmp = TempDir::new("damaged");
+        let mut spool = Spool::open(&tmp.0, 1 << 20).unwrap();
+        spool.push(b"first".to_vec(), 1).unwrap();
+        let second = spool.push(b"second".to_vec(), 1).unwrap();
+        drop(spool);
+        fs::write(tmp.0.join(format!("{:020}.{BATCH_EXT}", 0)), b"garbage").unwrap();
+        let mut spool = Spool::open(&tmp.0, 1 << 20).unwrap();
+        assert_eq!(spool.peek().unwrap().unwrap().key, second);
+        assert_eq!(spool.corrupt_batches(), 1);
+        assert_eq!(spool.len(), 1);
+    }
+
+    #[test]
     fn push_batch_keeps_the_given_key_and_refuses_a_bad_one() {
         let tmp = TempDir::new("key");
         let mut spool = Spool::open(&tmp.0, 1 << 20).unwrap();
@@ -416,10 +441,9 @@ pub(crate) mod tests {
         };
         assert_eq!(spool.push_batch(&batch).unwrap(), batch.key);
         drop(spool);
-        let spool = Spool::open(&tmp.0, 1 << 20).unwrap();
+        let mut spool = Spool::open(&tmp.0, 1 << 20).unwrap();
         assert_eq!(spool.peek().unwrap().unwrap(), batch);
 
-        let mut spool = spool;
         for bad in ["", "two\nlines", &"k".repeat(129)] {
             let err = spool
                 .push_batch(&Batch {
