@@ -170,6 +170,7 @@ async fn spooled_batches_arrive_exactly_once_when_adit_is_back() {
     spool_samples(&mut spool, &cycle("c4", 2, now - 10), DEFAULT_MAX_ROWS).unwrap();
     let done = drain(&mut spool, &uploader).await.unwrap();
     assert_eq!((done.sent, done.rejected, done.stopped), (1, 1, None));
+    assert_eq!(spool.rejected_batches(), 1);
     assert!(spool.is_empty());
     eventually("27 rows", || async {
         (srv.count("SELECT count(*) FROM miner_telemetry").await == 27).then_some(())

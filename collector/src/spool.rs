@@ -16,6 +16,9 @@
 //!   batches are dropped, each with a `warn!` and counted in
 //!   [`Spool::dropped_batches`]. The newest batch is always kept, even if it
 //!   alone is larger than the cap.
+//! - Batches are lost only counted: dropped at the cap, refused for good by
+//!   adit ([`Spool::reject_oldest`]) or found damaged on disk, each with its
+//!   own counter and a log line.
 //!
 //! File format: a line `adit-spool 1`, a line with the key, a line with the
 //! row count, then the gzip body.
@@ -62,12 +65,14 @@ pub struct Spool {
     entries: VecDeque<Entry>,
     queued_bytes: u64,
     next_seq: u64,
-    /// Keys are `<start>-<sequence>`: `start` is this process's start in Unix
-    /// milliseconds, so keys of a restarted collector never repeat old ones.
+    /// Keys are `<start>-<pid>-<sequence>`: `start` is this process's start
+    /// in Unix nanoseconds (hex), so keys of a restarted collector, or of two
+    /// collectors sharing a site key, do not repeat each other's.
     key_prefix: String,
     dropped_batches: u64,
     dropped_bytes: u64,
     corrupt_batches: u64,
+    rejected_batches: u64,
 }
 
 impl Spool {
@@ -107,19 +112,20 @@ impl Spool {
         entries.sort_by_key(|e| e.seq);
         let next_seq = entries.last().map_or(0, |e| e.seq + 1);
         let queued_bytes = entries.iter().map(|e| e.bytes).sum();
-        let start_ms = SystemTime::now()
+        let start_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+            .map_or(0, |d| d.as_nanos());
         Ok(Self {
             dir,
             max_bytes,
             entries: entries.into(),
             queued_bytes,
             next_seq,
-            key_prefix: format!("{start_ms}"),
+            key_prefix: format!("{start_ns:x}-{}", std::process::id()),
             dropped_batches: 0,
             dropped_bytes: 0,
             corrupt_batches: 0,
+            rejected_batches: 0,
         })
     }
 
@@ -203,6 +209,17 @@ impl Spool {
         }
     }
 
+    /// Removes the oldest batch because adit refused it for good (it can
+    /// never succeed), counting it in [`Spool::rejected_batches`].
+    pub fn reject_oldest(&mut self) -> Result<()> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        self.remove_oldest()?;
+        self.rejected_batches += 1;
+        Ok(())
+    }
+
     /// Batches waiting.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -230,6 +247,11 @@ impl Spool {
     /// Damaged batch files removed since this spool was opened.
     pub fn corrupt_batches(&self) -> u64 {
         self.corrupt_batches
+    }
+
+    /// Batches adit refused for good since this spool was opened.
+    pub fn rejected_batches(&self) -> u64 {
+        self.rejected_batches
     }
 
     pub fn dir(&self) -> &Path {

@@ -288,7 +288,7 @@ pub async fn drain(spool: &mut Spool, uploader: &Uploader) -> Result<Drained> {
                     answer = %body,
                     "upload rejected for good: batch dropped"
                 );
-                spool.remove_oldest()?;
+                spool.reject_oldest()?;
                 done.rejected += 1;
             }
             Outcome::Unauthorized { body } => {
@@ -405,6 +405,7 @@ mod tests {
         // The retried batch goes with the same key; 413 drops it for good.
         let done = drain(&mut spool, &uploader).await.unwrap();
         assert_eq!((done.sent, done.rejected), (0, 1));
+        assert_eq!(spool.rejected_batches(), 1);
         assert!(matches!(
             done.stopped,
             Some(Outcome::Busy {
