@@ -16,6 +16,7 @@ pub mod cgminer;
 pub mod cycle;
 pub mod error;
 pub mod normalize;
+mod poll;
 pub mod sample;
 pub mod spool;
 pub mod upload;

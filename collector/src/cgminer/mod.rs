@@ -21,7 +21,6 @@ use tokio::net::TcpStream;
 pub use command::{PrivilegedCommand, ReadCommand};
 
 use crate::error::{Error, Result};
-use crate::normalize::{looks_like_whatsminer, Answers};
 
 /// The CGMiner API's usual port.
 pub const DEFAULT_PORT: u16 = 4028;
@@ -102,41 +101,6 @@ impl Client {
     ) -> Result<Value> {
         self.with_retries(addr, command.as_str(), parameter, true)
             .await
-    }
-
-    /// Asks a miner for what one sample needs: `summary` first, then, by the
-    /// make it reveals, `stats` and `pools` (Antminer and other CGMiner
-    /// firmware) or `devs`, `pools` and `devdetails` (Whatsminer). A miner
-    /// that cannot be reached for `summary` is not asked anything else.
-    pub async fn poll(&self, addr: SocketAddr) -> Answers {
-        let mut answers = Answers::default();
-        match self.query(addr, ReadCommand::Summary).await {
-            Ok(summary) => answers.summary = Some(summary),
-            Err(e) => {
-                let unreachable = e.is_retryable();
-                answers.errors.push(e);
-                if unreachable {
-                    return answers;
-                }
-            }
-        }
-        let whatsminer = answers.summary.as_ref().is_some_and(looks_like_whatsminer);
-        let rest: &[ReadCommand] = if whatsminer {
-            &[
-                ReadCommand::Devs,
-                ReadCommand::Pools,
-                ReadCommand::Devdetails,
-            ]
-        } else {
-            &[ReadCommand::Stats, ReadCommand::Pools]
-        };
-        for &command in rest {
-            match self.query(addr, command).await {
-                Ok(v) => *answers.slot(command) = Some(v),
-                Err(e) => answers.errors.push(e),
-            }
-        }
-        answers
     }
 
     async fn with_retries(
