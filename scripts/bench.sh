@@ -12,10 +12,15 @@
 #   (e) peak RSS of adit: in (b)+(d), and under (g)
 #   (g) overload: open model at 3x (b)'s rate, no client retries; what is
 #       acknowledged is verified, the rest is shed with 503
+#   (h) the edge collector: polling cycles of 5,000 simulated miners
+#       (adit-minersim) on one core, a healthy farm and one with dead, slow
+#       and malformed miners; cycle time and the collector's CPU per cycle
 #   (f) criterion figures
 # Prints one table and writes target/bench/latest.json.
 # Knobs (environment): BENCH_RAW_ROWS, BENCH_SECONDS, BENCH_CONCURRENCY,
-# BENCH_SITES, BENCH_ROWS_PER_UPLOAD, BENCH_SKIP_CRITERION=1.
+# BENCH_SITES, BENCH_ROWS_PER_UPLOAD, BENCH_SKIP_CRITERION=1,
+# BENCH_MINERS (5000), BENCH_MINER_PORT (20000: the farm's first port, below
+# the ephemeral range so no outgoing connection holds one).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -37,6 +42,8 @@ now() { date +%s.%N; }
 
 say "building (release)"
 cargo build --release --quiet
+cargo build --release --quiet -p adit-minersim
+cargo build --release --quiet -p adit-benches --bin collector-cycle
 
 scripts/pg.sh start >&2
 admin_url=$(scripts/pg.sh url)
@@ -146,6 +153,38 @@ load "$fd_url" "$out/frontdoor.json" --create-sites "$SITES" --concurrency "$CON
     --duration "${SECONDS_RUN}s"
 stop_server
 psql_q "$admin_url" "DROP DATABASE adit_bench_fd" >/dev/null
+
+# ---- (h) the edge collector's cycle ---------------------------------------
+MINERS=${BENCH_MINERS:-5000}
+MINER_PORT=${BENCH_MINER_PORT:-20000}
+sim_pid=
+stop_sim() {
+    if [ -n "$sim_pid" ] && kill -0 "$sim_pid" 2>/dev/null; then
+        kill -TERM "$sim_pid"; wait "$sim_pid" 2>/dev/null || true
+    fi
+    sim_pid=
+}
+trap 'stop_server; stop_sim' EXIT
+collector_run() { # report name, minersim options...
+    local report=$1; shift
+    "$root/target/release/adit-minersim" --count "$MINERS" --base-port "$MINER_PORT" "$@" \
+        >"$out/minersim.log" 2>&1 &
+    sim_pid=$!
+    for _ in $(seq 100); do
+        grep -q '^adit-minersim: ' "$out/minersim.log" && break
+        kill -0 "$sim_pid" 2>/dev/null || { cat "$out/minersim.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    head -1 "$out/minersim.log" >&2
+    "$root/target/release/collector-cycle" --count "$MINERS" --base-port "$MINER_PORT" \
+        --cycles 5 --json "$out/$report.json"
+    stop_sim
+}
+say "(h) collector: $MINERS simulated miners, healthy farm, 5 cycles on one core"
+collector_run collector --quirk-share 0.25
+say "(h) collector: $MINERS miners, 1% dead, 1% slow (3 s), 0.5% malformed"
+collector_run collector-faults --quirk-share 0.25 --dead-share 0.01 --slow-share 0.01 \
+    --malformed-share 0.005
 
 # ---- (f) criterion --------------------------------------------------------
 if [ "${BENCH_SKIP_CRITERION:-0}" != 1 ]; then

@@ -1,7 +1,7 @@
 //! The `make bench` report: the load runs' JSON reports (closed-model end
 //! to end, half its rate, front door alone, 3x overload), the raw COPY
-//! rates, peak RSS, adit's CPU ticks and the criterion summary become
-//! `latest.json` and one printed table. Also the small sums the bench
+//! rates, peak RSS, adit's CPU ticks, the criterion summary and the edge
+//! collector's cycles (when run) become `latest.json` and one printed table. Also the small sums the bench
 //! script needs between runs (a raw COPY rate, a load run's rate scaled).
 //!
 //! The keys of `latest.json` are read by people and scripts comparing runs:
@@ -40,6 +40,24 @@ pub struct Runs {
     /// Benchmark id → its figures (`rows_per_s`, `mean_ns`, …), as
     /// `benches/summarize.py` writes them; empty without criterion.
     pub criterion: BTreeMap<String, serde_json::Value>,
+    /// The edge collector's cycle over a healthy simulated farm
+    /// (`<dir>/collector.json`) and over one with dead, slow and malformed
+    /// miners (`<dir>/collector-faults.json`); `None` when not run.
+    pub collector: Option<CollectorFigures>,
+    pub collector_faults: Option<CollectorFigures>,
+}
+
+/// What `collector-cycle` (benches/src/bin) measured: polling cycles of a
+/// simulated farm on one core.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CollectorFigures {
+    pub miners: u64,
+    pub cycles: u64,
+    pub cycle_s_median: f64,
+    pub cycle_s_max: f64,
+    pub cpu_s_per_cycle_median: f64,
+    pub online_median: u64,
+    pub offline_median: u64,
 }
 
 /// What the bench script measured itself.
@@ -85,6 +103,15 @@ pub struct Latest {
     pub overload_shed_fraction: f64,
     pub overload_verified: Option<bool>,
     pub parquet_rows_per_s_per_core: Option<f64>,
+    /// Miners polled per collector cycle (one core), and the median cycle
+    /// time and collector CPU per cycle over a healthy farm and over one
+    /// with faulty miners (and how many of those were offline).
+    pub collector_miners: Option<u64>,
+    pub collector_cycle_s: Option<f64>,
+    pub collector_cpu_s_per_cycle: Option<f64>,
+    pub collector_cycle_s_with_faults: Option<f64>,
+    pub collector_cpu_s_per_cycle_with_faults: Option<f64>,
+    pub collector_offline_with_faults: Option<u64>,
     pub criterion: BTreeMap<String, serde_json::Value>,
     pub machine: Machine,
     pub timestamp: String,
@@ -101,6 +128,8 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Runs> {
         frontdoor: read_json(&dir.join("frontdoor.json"))?,
         overload: read_json(&dir.join("overload.json"))?,
         criterion: read_json(&dir.join("criterion.json"))?,
+        collector: read_optional(&dir.join("collector.json"))?,
+        collector_faults: read_optional(&dir.join("collector-faults.json"))?,
     })
 }
 
@@ -142,10 +171,40 @@ pub fn build(
             .get(PARQUET_BENCH)
             .and_then(|b| b.get("rows_per_s"))
             .and_then(serde_json::Value::as_f64),
+        collector_miners: runs.collector.as_ref().map(|c| c.miners),
+        collector_cycle_s: runs.collector.as_ref().map(|c| c.cycle_s_median),
+        collector_cpu_s_per_cycle: runs.collector.as_ref().map(|c| c.cpu_s_per_cycle_median),
+        collector_cycle_s_with_faults: runs.collector_faults.as_ref().map(|c| c.cycle_s_median),
+        collector_cpu_s_per_cycle_with_faults: runs
+            .collector_faults
+            .as_ref()
+            .map(|c| c.cpu_s_per_cycle_median),
+        collector_offline_with_faults: runs.collector_faults.as_ref().map(|c| c.offline_median),
         criterion: runs.criterion.clone(),
         machine,
         timestamp,
     })
+}
+
+/// The collector rows' note: the farm's size and the target (well inside the
+/// default 60 s interval), and with `"offline"` how many miners the cycle
+/// reported offline.
+fn collector_note(c: Option<&CollectorFigures>, what: &str) -> String {
+    match c {
+        None => String::new(),
+        Some(c) if what == "offline" => format!(
+            "{} miners, {} offline; max {:.1} s; target < 60",
+            thousands(c.miners as f64),
+            c.offline_median,
+            c.cycle_s_max
+        ),
+        Some(c) => format!(
+            "{} miners, {} cycles, max {:.2} s; target < 60",
+            thousands(c.miners as f64),
+            c.cycles,
+            c.cycle_s_max
+        ),
+    }
 }
 
 /// Share of the overload run's uploads answered 503 (shed).
@@ -216,6 +275,26 @@ pub fn table(latest: &Latest, runs: &Runs) -> String {
             "user+sys",
         ),
         row("Parquet rows/s per core", l.parquet_rows_per_s_per_core, ""),
+        row(
+            "collector cycle s, healthy farm (1 core)",
+            l.collector_cycle_s,
+            collector_note(runs.collector.as_ref(), "median"),
+        ),
+        row(
+            "  collector CPU s per cycle",
+            l.collector_cpu_s_per_cycle,
+            "user+sys, median",
+        ),
+        row(
+            "collector cycle s, with faulty miners",
+            l.collector_cycle_s_with_faults,
+            collector_note(runs.collector_faults.as_ref(), "offline"),
+        ),
+        row(
+            "  collector CPU s per cycle",
+            l.collector_cpu_s_per_cycle_with_faults,
+            "user+sys, median",
+        ),
     ];
     for (id, bench) in &l.criterion {
         if let Some(rate) = bench.get("rows_per_s").and_then(serde_json::Value::as_f64) {
@@ -321,6 +400,15 @@ pub fn this_machine() -> Machine {
         n => n,
     };
     Machine { cores, cpu_model }
+}
+
+/// A report that a bench step may not have written (`None` when absent).
+fn read_optional<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    if path.exists() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {

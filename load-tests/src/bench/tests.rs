@@ -46,6 +46,12 @@ const EXPECTED_LATEST: &str = r#"{
   "overload_shed_fraction": 0.556,
   "overload_verified": false,
   "parquet_rows_per_s_per_core": 2000000.0,
+  "collector_miners": null,
+  "collector_cycle_s": null,
+  "collector_cpu_s_per_cycle": null,
+  "collector_cycle_s_with_faults": null,
+  "collector_cpu_s_per_cycle_with_faults": null,
+  "collector_offline_with_faults": null,
   "criterion": {
     "gzip_decode/10k": {
       "bytes_per_s": 250000000.0,
@@ -82,6 +88,10 @@ peak RSS MiB                                              758  target <= 1024
   acked rows/s under overload                          75,000  
 adit CPU s per million rows (e2e)                        8.62  user+sys
 Parquet rows/s per core                             2,000,000  
+collector cycle s, healthy farm (1 core)      n/a (not built)  
+  collector CPU s per cycle                   n/a (not built)  user+sys, median
+collector cycle s, with faulty miners         n/a (not built)  
+  collector CPU s per cycle                   n/a (not built)  user+sys, median
 criterion parquet_encode/10k (rows/s)               2,000,000  
 criterion validate/1k (rows/s)                        810,373  
 ";
@@ -102,6 +112,8 @@ fn runs() -> Runs {
         frontdoor: load(FRONTDOOR),
         overload: load(OVERLOAD),
         criterion: serde_json::from_str(CRITERION).unwrap(),
+        collector: None,
+        collector_faults: None,
     }
 }
 
@@ -233,4 +245,56 @@ fn this_machine_has_cores_and_a_model() {
     let m = this_machine();
     assert!(m.cores >= 1);
     assert!(!m.cpu_model.is_empty());
+}
+
+const COLLECTOR: &str = r#"{"miners":5000,"cycles":5,"cycle_s_median":0.594,"cycle_s_max":0.76,"cpu_s_per_cycle_median":0.58,"online_median":5000,"offline_median":0}"#;
+const COLLECTOR_FAULTS: &str = r#"{"miners":5000,"cycles":5,"cycle_s_median":10.608,"cycle_s_max":10.848,"cpu_s_per_cycle_median":0.6,"online_median":4914,"offline_median":86}"#;
+
+#[test]
+fn the_collector_cycles_go_into_latest_json_and_the_table() {
+    let mut runs = runs();
+    runs.collector = Some(serde_json::from_str(COLLECTOR).unwrap());
+    runs.collector_faults = Some(serde_json::from_str(COLLECTOR_FAULTS).unwrap());
+    let latest = build(&runs, MEASURED, machine(), STAMP.into()).unwrap();
+    assert_eq!(latest.collector_miners, Some(5000));
+    assert_eq!(latest.collector_cycle_s, Some(0.594));
+    assert_eq!(latest.collector_cpu_s_per_cycle, Some(0.58));
+    assert_eq!(latest.collector_cycle_s_with_faults, Some(10.608));
+    assert_eq!(latest.collector_cpu_s_per_cycle_with_faults, Some(0.6));
+    assert_eq!(latest.collector_offline_with_faults, Some(86));
+    let table = table(&latest, &runs);
+    assert!(
+        table.contains("collector cycle s, healthy farm (1 core)                 0.59  5,000 miners, 5 cycles, max 0.76 s; target < 60"),
+        "{table}"
+    );
+    assert!(
+        table.contains("collector cycle s, with faulty miners                    10.6  5,000 miners, 86 offline; max 10.8 s; target < 60"),
+        "{table}"
+    );
+}
+
+#[test]
+fn the_collector_reports_are_read_when_present() {
+    let dir = std::env::temp_dir().join(format!("adit-bench-collector-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, json) in [
+        ("e2e", E2E),
+        ("half", HALF),
+        ("frontdoor", FRONTDOOR),
+        ("overload", OVERLOAD),
+        ("criterion", CRITERION),
+        ("collector", COLLECTOR),
+    ] {
+        std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    }
+    let runs = read_runs(&dir).unwrap();
+    assert_eq!(runs.collector.as_ref().map(|c| c.miners), Some(5000));
+    assert!(runs.collector_faults.is_none());
+    std::fs::write(dir.join("collector-faults.json"), "{}").unwrap();
+    let err = read_runs(&dir).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("collector-faults.json"),
+        "{err:#}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
