@@ -245,6 +245,15 @@ async fn two_admins_activating_two_all_configs_at_once_leave_one_active() {
         assert_eq!(show(addr, &admin1, loser).await["status"], "deprecated");
         assert_eq!(served(addr, &key).await["version"], active[0].as_str());
     }
+    // The table itself holds one active `all` config at most.
+    let second = server
+        .db
+        .execute(
+            "UPDATE agent_configs SET status = 'active' WHERE version = 'a0'",
+            &[],
+        )
+        .await;
+    assert!(second.is_err(), "a second active `all` config was stored");
     server.stop().await;
 }
 
