@@ -43,6 +43,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_key_prefix",
         include_str!("../migrations/0009_key_prefix.sql"),
     ),
+    (
+        "0010_agent_configs",
+        include_str!("../migrations/0010_agent_configs.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

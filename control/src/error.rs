@@ -32,6 +32,21 @@ pub enum ControlError {
     Forbidden { reason: String },
     #[error("{reason}")]
     Conflict { reason: String },
+    /// A field of a collector configuration document that is unknown or
+    /// out of range (`field` is its path, e.g. `config.retry_policy.max_retries`).
+    #[error("{field}: {reason}")]
+    InvalidField { field: String, reason: String },
+    /// A collector configuration with this version exists already.
+    #[error("configuration version {version:?} exists already; versions are never reused")]
+    VersionExists { version: String },
+    /// A configuration change its state does not allow (deprecate a
+    /// draft, activate an active one).
+    #[error("cannot {action} configuration {version:?}: it is {status}")]
+    InvalidTransition {
+        version: String,
+        action: &'static str,
+        status: String,
+    },
     /// The database's own words (message and SQLSTATE) go to the log,
     /// never to the client (see [`ControlError::client_message`]).
     #[error("database unavailable: {reason}")]
@@ -62,13 +77,15 @@ impl ControlError {
     pub fn details(&self) -> Value {
         match self {
             Self::BadRequest { details, .. } => serde_json::to_value(details).unwrap_or_default(),
-            Self::Unstorable { field, reason } => serde_json::json!([{
-                "field": field, "reason": reason
-            }]),
+            Self::Unstorable { field, reason } | Self::InvalidField { field, reason } => {
+                serde_json::json!([{ "field": field, "reason": reason }])
+            }
             Self::NotFound
             | Self::MethodNotAllowed
             | Self::Forbidden { .. }
             | Self::Conflict { .. }
+            | Self::VersionExists { .. }
+            | Self::InvalidTransition { .. }
             | Self::Database { .. } => serde_json::json!([]),
         }
     }

@@ -1,6 +1,8 @@
 //! Collector heartbeats: stored as sent in `agent_heartbeats`, a
 //! daily-partitioned table (7-day retention), and the collector's row in
-//! `collector_agents` updated (last seen, version, IP). A collector silent
+//! `collector_agents` updated (last seen, version, config version, IP). The
+//! answer carries the collector's effective configuration version, so a
+//! collector running another one knows to fetch it. A collector silent
 //! for 3 intervals is marked offline with an `agent_offline` event
 //! ([`sweep_silent`]); its next heartbeat resolves it.
 
@@ -32,6 +34,9 @@ pub struct Heartbeat {
     pub extra_data: Option<Value>,
     /// Seconds until the next heartbeat (default: the server's setting).
     pub heartbeat_interval: Option<i32>,
+    /// The central configuration version the collector runs (absent: it
+    /// runs none).
+    pub config_version: Option<String>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,
 }
@@ -67,6 +72,18 @@ fn check(h: &Heartbeat) -> Result<()> {
     if h.version.as_ref().is_some_and(|v| v.len() > 64) {
         return Err(ControlError::bad("version", "longer than 64 bytes"));
     }
+    if h.config_version
+        .as_ref()
+        .is_some_and(|v| v.chars().count() > crate::configs::MAX_VERSION_CHARS)
+    {
+        return Err(ControlError::bad(
+            "config_version",
+            format!(
+                "longer than {} characters",
+                crate::configs::MAX_VERSION_CHARS
+            ),
+        ));
+    }
     if let Some(ip) = &h.ip_address {
         if ip.parse::<IpAddr>().is_err() {
             return Err(ControlError::bad("ip_address", "not an IP address"));
@@ -85,8 +102,9 @@ fn check(h: &Heartbeat) -> Result<()> {
 
 /// `POST /api/collector/heartbeat` (collector key): stores the heartbeat,
 /// marks the collector online (resolving its `agent_offline` event) and
-/// answers the server's time, the heartbeat interval to keep and the
-/// number of commands waiting for the site.
+/// answers the server's time, the heartbeat interval to keep, the number
+/// of commands waiting for the site and the collector's effective
+/// configuration version (null: none).
 pub async fn record(
     ctl: &Control,
     who: Principal,
@@ -104,12 +122,13 @@ pub async fn record(
     let status = h.status.as_deref().unwrap_or("online");
     store(&client, key_id, site, status, &h, &ip).await?;
     mark_online(&client, key_id, site, status, &h, &ip, interval).await?;
-    let pending = pending_commands(&client, site).await?;
+    let (pending, config_version) = pending_and_config(&client, site, key_id).await?;
     Ok(Reply::data(json!({
         "received": true,
         "server_time": ts(chrono::Utc::now()),
         "heartbeat_interval": interval,
         "pending_commands": pending,
+        "config_version": config_version,
     })))
 }
 
@@ -135,6 +154,9 @@ fn read_heartbeat(body: &[u8]) -> Result<Heartbeat> {
     }
     if let Some(v) = &h.version {
         crate::storable::text("version", v)?;
+    }
+    if let Some(v) = &h.config_version {
+        crate::storable::text("config_version", v)?;
     }
     if let Some(extra) = &h.extra_data {
         crate::storable::json("extra_data", extra)?;
@@ -175,8 +197,8 @@ async fn store(
         .execute(
             "INSERT INTO agent_heartbeats (ts, key_id, site_id, status, cpu_usage, memory_usage, \
                disk_usage, uptime, ip_address, version, miners_online, miners_total, errors_count, \
-               extra_data) \
-             VALUES (now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+               extra_data, config_version) \
+             VALUES (now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             &[
                 &key_id,
                 &site,
@@ -191,6 +213,7 @@ async fn store(
                 &h.miners_total,
                 &h.errors_count,
                 &h.extra_data,
+                &h.config_version,
             ],
         )
         .await?;
@@ -198,7 +221,8 @@ async fn store(
 }
 
 /// The collector's row in `collector_agents` says online, seen now (with
-/// its interval, IP, version and miner counts), and its `agent_offline`
+/// its interval, IP, version, miner counts and the config version it runs:
+/// none when the heartbeat names none), and its `agent_offline`
 /// event, if one is open, is resolved.
 async fn mark_online(
     client: &Client,
@@ -212,13 +236,14 @@ async fn mark_online(
     client
         .execute(
             "INSERT INTO collector_agents (key_id, site_id, status, heartbeat_interval_s, \
-               last_seen_at, last_ip, version, last_status, miners_online, miners_total) \
-             VALUES ($1, $2, 'online', $3, now(), $4, $5, $6, $7, $8) \
+               last_seen_at, last_ip, version, last_status, miners_online, miners_total, \
+               config_version) \
+             VALUES ($1, $2, 'online', $3, now(), $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (key_id) DO UPDATE SET site_id = EXCLUDED.site_id, status = 'online', \
                heartbeat_interval_s = EXCLUDED.heartbeat_interval_s, last_seen_at = now(), \
                last_ip = EXCLUDED.last_ip, version = coalesce(EXCLUDED.version, collector_agents.version), \
                last_status = EXCLUDED.last_status, miners_online = EXCLUDED.miners_online, \
-               miners_total = EXCLUDED.miners_total",
+               miners_total = EXCLUDED.miners_total, config_version = EXCLUDED.config_version",
             &[
                 &key_id,
                 &site,
@@ -228,6 +253,7 @@ async fn mark_online(
                 &status,
                 &h.miners_online,
                 &h.miners_total,
+                &h.config_version,
             ],
         )
         .await?;
@@ -239,16 +265,24 @@ async fn mark_online(
     Ok(())
 }
 
-/// Commands of the site waiting to be fetched (pending, not expired).
-async fn pending_commands(client: &Client, site: i32) -> Result<i64> {
-    Ok(client
+/// Commands of the site waiting to be fetched (pending, not expired), and
+/// the collector's effective configuration version, in one round trip.
+async fn pending_and_config(
+    client: &Client,
+    site: i32,
+    key_id: i32,
+) -> Result<(i64, Option<String>)> {
+    let row = client
         .query_one(
-            "SELECT count(*) FROM agent_commands WHERE site_id = $1 AND status = 'pending' \
-             AND expires_at > now()",
-            &[&site],
+            &format!(
+                "SELECT (SELECT count(*) FROM agent_commands WHERE site_id = $1 \
+                   AND status = 'pending' AND expires_at > now()), ({})",
+                crate::configs::collectors::effective_sql("e.version", "$2::int4")
+            ),
+            &[&site, &key_id],
         )
-        .await?
-        .get(0))
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Marks collectors silent for 3 intervals offline and opens their

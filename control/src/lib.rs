@@ -10,10 +10,13 @@
 //! and the events derived from it ([`live`], [`events`]) through the
 //! writer's commit hook, never on the COPY path; admins read live state,
 //! summaries, alerts and ingest statistics ([`read`]) and acknowledge or
-//! resolve alerts ([`events`]). [`sweep`] runs the clocks: command timeouts
-//! and expiry, collector silence, the live-state flush.
+//! resolve alerts ([`events`]). Admins publish versioned collector
+//! configurations and collectors fetch theirs ([`configs`]). [`sweep`] runs
+//! the clocks: command timeouts and expiry, collector silence, the
+//! live-state flush.
 
 pub mod commands;
+pub mod configs;
 mod error;
 pub mod events;
 pub mod heartbeat;
@@ -155,6 +158,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/collector/alerts/{id}/acknowledge"),
     ("POST", "/api/collector/alerts/{id}/resolve"),
     ("GET", "/api/collector/stats"),
+    ("POST", "/api/collector/configs"),
+    ("GET", "/api/collector/configs"),
+    ("GET", "/api/collector/configs/{version}"),
+    ("POST", "/api/collector/configs/{version}/activate"),
+    ("POST", "/api/collector/configs/{version}/deprecate"),
+    ("GET", "/api/collector/agents"),
+    ("GET", "/api/collector/config"),
 ];
 
 impl Control {
@@ -173,7 +183,15 @@ impl Control {
         let first = path.split('/').next().unwrap_or("");
         matches!(
             first,
-            "commands" | "heartbeat" | "live" | "summary" | "alerts" | "stats"
+            "commands"
+                | "heartbeat"
+                | "live"
+                | "summary"
+                | "alerts"
+                | "stats"
+                | "configs"
+                | "config"
+                | "agents"
         )
     }
 
@@ -204,9 +222,20 @@ impl Control {
                 events::admin_action(self, who, parse_id(id)?, action).await
             }
             (Get, ["stats"]) => read::stats(self, who, &q).await,
-            (_, ["commands" | "heartbeat" | "live" | "summary" | "alerts" | "stats", ..]) => {
-                Err(ControlError::MethodNotAllowed)
+            (Post, ["configs"]) => configs::create(self, who, req.body).await,
+            (Get, ["configs"]) => configs::list(self, who, &q).await,
+            (Get, ["configs", version]) => configs::show(self, who, version).await,
+            (Post, ["configs", version, "activate"]) => configs::activate(self, who, version).await,
+            (Post, ["configs", version, "deprecate"]) => {
+                configs::deprecate(self, who, version).await
             }
+            (Get, ["agents"]) => configs::agents(self, who, &q).await,
+            (Get, ["config"]) => configs::collector_config(self, who).await,
+            (
+                _,
+                ["commands" | "heartbeat" | "live" | "summary" | "alerts" | "stats" | "configs"
+                | "config" | "agents", ..],
+            ) => Err(ControlError::MethodNotAllowed),
             _ => Err(ControlError::NotFound),
         }
     }

@@ -24,7 +24,8 @@ const MAX_CONTROL_BODY: usize = 1 << 20;
 /// defines one header per endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
-    /// `X-Collector-Key`: upload, command poll, command result, heartbeat.
+    /// `X-Collector-Key`: upload, command poll, command result, heartbeat,
+    /// the collector's configuration.
     CollectorKey,
     /// `Authorization: Bearer`: every other endpoint.
     AdminToken,
@@ -38,7 +39,8 @@ pub fn credential_for(method: &Method, path: &str) -> Credential {
         (&Method::POST, ["upload"])
         | (&Method::GET, ["commands", "pending"])
         | (&Method::POST, ["commands", _, "result"])
-        | (&Method::POST, ["heartbeat"]) => Credential::CollectorKey,
+        | (&Method::POST, ["heartbeat"])
+        | (&Method::GET, ["config"]) => Credential::CollectorKey,
         _ => Credential::AdminToken,
     }
 }
@@ -124,7 +126,8 @@ mod tests {
     use super::*;
 
     /// Each endpoint reads one credential: the collector key for upload,
-    /// command poll, command result and heartbeat; the admin token for
+    /// command poll, command result, heartbeat and the collector's
+    /// configuration; the admin token for
     /// everything else (checked against the routes of adit_control).
     #[test]
     fn each_endpoint_takes_the_credential_the_api_defines() {
@@ -153,6 +156,17 @@ mod tests {
             (Method::GET, "/api/collector/alerts", AdminToken),
             (Method::POST, "/api/collector/alerts/3/resolve", AdminToken),
             (Method::GET, "/api/collector/stats", AdminToken),
+            (Method::GET, "/api/collector/config", CollectorKey),
+            (Method::POST, "/api/collector/config", AdminToken),
+            (Method::GET, "/api/collector/configs", AdminToken),
+            (Method::POST, "/api/collector/configs", AdminToken),
+            (Method::GET, "/api/collector/configs/v1", AdminToken),
+            (
+                Method::POST,
+                "/api/collector/configs/v1/activate",
+                AdminToken,
+            ),
+            (Method::GET, "/api/collector/agents", AdminToken),
         ];
         for (method, path, want) in cases {
             assert_eq!(credential_for(&method, path), want, "{method} {path}");

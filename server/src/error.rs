@@ -105,13 +105,15 @@ impl Error {
                 | IngestError::MissingContentEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             },
             Self::Control(e) => match e {
-                ControlError::BadRequest { .. } | ControlError::Unstorable { .. } => {
-                    StatusCode::BAD_REQUEST
-                }
+                ControlError::BadRequest { .. }
+                | ControlError::Unstorable { .. }
+                | ControlError::InvalidField { .. } => StatusCode::BAD_REQUEST,
                 ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 ControlError::NotFound => StatusCode::NOT_FOUND,
                 ControlError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-                ControlError::Conflict { .. } => StatusCode::CONFLICT,
+                ControlError::Conflict { .. }
+                | ControlError::VersionExists { .. }
+                | ControlError::InvalidTransition { .. } => StatusCode::CONFLICT,
                 ControlError::Database { .. } => StatusCode::SERVICE_UNAVAILABLE,
             },
         }
@@ -155,6 +157,9 @@ impl Error {
                 ControlError::NotFound => "not_found",
                 ControlError::MethodNotAllowed => "method_not_allowed",
                 ControlError::Conflict { .. } => "conflict",
+                ControlError::InvalidField { .. } => "invalid_field",
+                ControlError::VersionExists { .. } => "version_exists",
+                ControlError::InvalidTransition { .. } => "invalid_transition",
                 ControlError::Database { .. } => "database_unavailable",
             },
         }
