@@ -117,3 +117,49 @@ async fn the_served_certificates_expiry_is_exported() {
     srv.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The archive's true backlog: rows committed but not in a file, and the
+/// age of the oldest, rising while the store refuses writes and back to
+/// zero once it takes them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_backlog_and_lag_follow_the_store() {
+    let dir = std::env::temp_dir().join(format!("adit-deploy-arch-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("file://{}", dir.display());
+    let srv = TestServer::start_with("deploy_metrics_archive", |c| {
+        c.archive_url = Some(url.clone());
+        c.archive_flush_interval = std::time::Duration::from_secs(1);
+    })
+    .await;
+    // The store's root becomes a plain file: every write fails (ENOTDIR),
+    // even for root.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let key = srv.key(8).await;
+    assert_eq!(
+        upload(srv.addr, &key, &array(&rows("arch", 10)), &[]).await.0,
+        StatusCode::OK
+    );
+    let addr = srv.addr;
+    let scrape = move || async move { get(addr, "/metrics").await.unwrap().2 };
+    eventually("the backlog and its age while the store is down", || async {
+        let t = scrape().await;
+        let stuck = sample(&t, "adit_archive_store_errors_total")? >= 1.0
+            && sample(&t, "adit_archive_queued_rows")? == 10.0
+            && sample(&t, "adit_archive_lag_seconds")? >= 2.0;
+        stuck.then_some(())
+    })
+    .await;
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    eventually("the backlog drained once the store is back", || async {
+        let t = scrape().await;
+        let drained = sample(&t, "adit_archive_queued_rows")? == 0.0
+            && sample(&t, "adit_archive_lag_seconds")? == 0.0
+            && sample(&t, "adit_archive_rows_total")? == 10.0;
+        drained.then_some(())
+    })
+    .await;
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -294,6 +294,18 @@ fn render_archive(e: &mut Exposition, a: &ArchiveStats) {
         &one(get(&a.buffered_rows)),
     );
     e.metric(
+        "adit_archive_queued_rows",
+        "gauge",
+        "Committed rows not yet in a recorded Parquet file (buffered or left to the sweeper), measured every 15 s.",
+        &one(get(&a.queued_rows)),
+    );
+    e.metric(
+        "adit_archive_lag_seconds",
+        "gauge",
+        "Age of the oldest committed batch not yet in a recorded Parquet file (0 when none), measured every 15 s.",
+        &one(get(&a.lag_s)),
+    );
+    e.metric(
         "adit_archive_files_written_total",
         "counter",
         "Parquet files recorded.",
