@@ -137,18 +137,23 @@ async fn archive_backlog_and_lag_follow_the_store() {
     std::fs::write(&dir, b"not a directory").unwrap();
     let key = srv.key(8).await;
     assert_eq!(
-        upload(srv.addr, &key, &array(&rows("arch", 10)), &[]).await.0,
+        upload(srv.addr, &key, &array(&rows("arch", 10)), &[])
+            .await
+            .0,
         StatusCode::OK
     );
     let addr = srv.addr;
     let scrape = move || async move { get(addr, "/metrics").await.unwrap().2 };
-    eventually("the backlog and its age while the store is down", || async {
-        let t = scrape().await;
-        let stuck = sample(&t, "adit_archive_store_errors_total")? >= 1.0
-            && sample(&t, "adit_archive_queued_rows")? == 10.0
-            && sample(&t, "adit_archive_lag_seconds")? >= 2.0;
-        stuck.then_some(())
-    })
+    eventually(
+        "the backlog and its age while the store is down",
+        || async {
+            let t = scrape().await;
+            let stuck = sample(&t, "adit_archive_store_errors_total")? >= 1.0
+                && sample(&t, "adit_archive_queued_rows")? == 10.0
+                && sample(&t, "adit_archive_lag_seconds")? >= 2.0;
+            stuck.then_some(())
+        },
+    )
     .await;
     std::fs::remove_file(&dir).unwrap();
     std::fs::create_dir_all(&dir).unwrap();
