@@ -272,3 +272,30 @@ async fn top_once_prints_one_frame_with_rates() {
     check_frame(&frame);
     l.stop().await;
 }
+
+#[test]
+fn top_once_against_no_server_fails_saying_why() {
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args([
+            "top",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--once",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args(["top", "--url", "https://127.0.0.1:1", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plain http://"));
+}
