@@ -13,7 +13,7 @@ CARGO_TEST  ?= $(CARGO) test --workspace
 CARGO_BUILD ?= $(CARGO) build --release
 PG          := scripts/pg.sh
 
-.PHONY: setup build pg-start pg-stop test fuzz run bench fmt lint clean-data
+.PHONY: setup build pg-start pg-stop test deploy-check fuzz run bench fmt lint clean-data
 
 setup:
 	@scripts/setup.sh
@@ -35,10 +35,15 @@ test: setup pg-start
 	$(PG) drop-test-databases; \
 	$(CARGO_TEST) 2>&1 | tee .data/test.log; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' .data/test.log
+	@scripts/deploy-check.sh
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
 
 fuzz:
 	@scripts/fuzz.sh
+
+# promtool on the alert rules, systemd-analyze on the units (part of test).
+deploy-check: setup
+	@scripts/deploy-check.sh
 
 # run.sh starts the private cluster itself when DATABASE_URL is unset.
 run: setup build

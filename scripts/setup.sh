@@ -4,6 +4,9 @@
 #
 #   - PostgreSQL server (15+ preferred) when no /usr/lib/postgresql/*/bin/initdb
 #   - make, a C compiler/linker (cc), gzip, python3 and pip
+#   - the tools that check the deploy/ artefacts: systemd-analyze (systemd),
+#     tmux, and promtool (taken out of Debian's prometheus package into
+#     .data/tools/bin, without installing or starting a Prometheus server)
 #   - checks that cargo/rustc are available and recent enough (cannot be
 #     installed from here: prints what to do instead)
 set -euo pipefail
@@ -74,6 +77,8 @@ if ! have pip3 && ! have pip && ! python3 -m pip --version >/dev/null 2>&1; then
     need+=(python3-pip)
 fi
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+have systemd-analyze || need+=(systemd)
+have tmux || need+=(tmux)
 
 if [ "${#need[@]}" -gt 0 ]; then
     apt_install "${need[@]}"
@@ -84,6 +89,33 @@ pg_server_present || die "PostgreSQL server binaries still missing after install
 # The Debian package creates a "postgres" OS user; pg.sh needs it when root.
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     die "the 'postgres' OS user is missing (reinstall the postgresql package)"
+fi
+
+# -------------------------------------------------------------- promtool
+# Debian ships promtool only inside the prometheus package, whose install
+# would also enable and start a Prometheus server on :9090. The tool alone
+# is taken from the package instead (apt-get download, dpkg-deb), for
+# scripts/deploy-check.sh.
+TOOLS="$ROOT/.data/tools/bin"
+if ! have promtool && [ ! -x "$TOOLS/promtool" ]; then
+    have apt-get && have dpkg-deb || die "no apt-get/dpkg-deb: install promtool (Prometheus) yourself"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    if ! (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1); then
+        if [ "$APT_UPDATED" -eq 0 ] && [ "${SUDO[0]:-}" != "__no_sudo__" ]; then
+            msg "apt-get update"
+            "${SUDO[@]}" apt-get update -qq >/dev/null || die "apt-get update failed"
+            APT_UPDATED=1
+        fi
+        (cd "$tmp" && apt-get download -qq prometheus >/dev/null) ||
+            die "cannot download Debian's prometheus package (for promtool)"
+    fi
+    msg "promtool from $(basename "$tmp"/prometheus_*.deb) into .data/tools/bin"
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+    mkdir -p "$TOOLS"
+    install -m 0755 "$tmp/usr/bin/promtool" "$TOOLS/promtool"
+    rm -rf "$tmp"
+    trap - EXIT
 fi
 
 # ------------------------------------------------------------------ rust

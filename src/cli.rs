@@ -40,6 +40,9 @@ pub enum Command {
     },
     /// Load-test a running adit with simulated edge collectors.
     Load(adit_load::LoadArgs),
+    /// Watch a running adit: rows/s, uploads, latency, queue, archive,
+    /// rollups and the busiest sites, refreshed every second (q quits).
+    Top(crate::top::TopArgs),
     /// The Parquet archive: verify it against PostgreSQL, list, compact,
     /// backfill.
     Archive {

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod loadcmd;
 pub mod migrate;
 pub mod serve;
+pub mod top;
 
 use cli::{Cli, Command, KeysCommand, RollupCommand};
 
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Load(args) => loadcmd::load(args).await,
+        Command::Top(args) => top::run(args).await,
         Command::CopyFile(args) => benchcmd::copy_file(args),
         Command::BenchReport(args) => benchcmd::bench_report(args),
         Command::Archive {

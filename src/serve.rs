@@ -151,6 +151,15 @@ pub async fn run(
         client,
     ));
     let metrics = adit_server::metrics::Metrics::default();
+    if let Some(not_after) = config
+        .tls
+        .as_ref()
+        .and_then(|(c, _)| adit_server::cert::leaf_not_after(c))
+    {
+        metrics
+            .tls_not_after_s
+            .store(not_after.max(0) as u64, Ordering::Relaxed);
+    }
     let rollups = (!config.rollup.interval.is_zero()).then(|| {
         let gauges = RollupGauges {
             lag_s: metrics.rollup_lag_s.clone(),

@@ -119,6 +119,11 @@ pub struct ArchiveStats {
     pub rows_archived: AtomicU64,
     pub dropped_batches: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Committed rows not yet in a recorded file (`archive_queue`: in
+    /// memory or left to the sweeper), as last measured.
+    pub queued_rows: AtomicU64,
+    /// Age in seconds of the oldest of them (0 when none), as last measured.
+    pub lag_s: AtomicU64,
 }
 
 /// The writer's side of the archive.
@@ -208,6 +213,8 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(250).min(cfg.flush_interval));
     let mut last_sweep = Instant::now();
     let mut last_compact: Option<Instant> = None;
+    let queue_every = QUEUE_STATS_EVERY.min(cfg.flush_interval);
+    let mut last_queue_stats: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = &mut stopped => {
@@ -254,6 +261,12 @@ async fn run(
                         warn!(error = %e, "Archive sweep failed; will retry.");
                     }
                 }
+                if last_queue_stats.is_none_or(|t| t.elapsed() >= queue_every) {
+                    last_queue_stats = Some(Instant::now());
+                    if let Err(e) = measure_queue(&client, &stats).await {
+                        warn!(error = %e, "Cannot measure the archive queue; will retry.");
+                    }
+                }
                 if last_compact.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                     last_compact = Some(Instant::now());
                     if let Err(e) = maintain::compact_closed(&mut client, &archive, &cfg).await {
@@ -276,6 +289,29 @@ async fn run(
     } else {
         info!("Archive flushed.");
     }
+}
+
+/// How often the archive's true backlog (`archive_queue`) is measured for
+/// `/metrics` (or every flush interval, when shorter).
+const QUEUE_STATS_EVERY: Duration = Duration::from_secs(15);
+
+/// Measures what is still to archive: the rows of every queued batch and
+/// the age of the oldest.
+async fn measure_queue(client: &Client, stats: &ArchiveStats) -> Result<(), tokio_postgres::Error> {
+    let r = client
+        .query_one(
+            "SELECT coalesce(sum(rows), 0)::int8, \
+                    coalesce(extract(epoch FROM now() - min(queued_at)), 0)::float8 \
+             FROM archive_queue",
+            &[],
+        )
+        .await?;
+    let (rows, age_s): (i64, f64) = (r.get(0), r.get(1));
+    stats
+        .queued_rows
+        .store(rows.max(0) as u64, Ordering::Relaxed);
+    stats.lag_s.store(age_s.max(0.0) as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Adds a batch to its windows' buffers (all of it: a batch is never

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cert;
 pub mod control;
 mod error;
 pub mod limits;

@@ -11,6 +11,9 @@ use adit_archive::ArchiveStats;
 use adit_control::live::LiveStats;
 use adit_writer::WriterHandle;
 
+mod sites;
+pub use sites::{SiteCount, SiteCounters, TELEMETRY_DATASET};
+
 /// Statuses counted separately; anything else is "other".
 const STATUSES: [u16; 11] = [200, 400, 401, 404, 405, 413, 415, 422, 429, 500, 503];
 /// Upper bounds of the upload latency histogram, in seconds.
@@ -38,6 +41,11 @@ pub struct Metrics {
     /// marks waiting for a retry after failing (gauge); set by the rollup worker.
     pub rollup_failed: Arc<AtomicU64>,
     pub rollup_failing: Arc<AtomicU64>,
+    /// Committed uploads and rows per site.
+    pub sites: SiteCounters,
+    /// `notAfter` of the served TLS certificate (Unix seconds); 0 when
+    /// serving plain HTTP, and then not exported.
+    pub tls_not_after_s: AtomicU64,
 }
 
 impl Metrics {
@@ -77,6 +85,16 @@ impl Metrics {
             render_archive(&mut e, a);
         }
         self.render_rollup(&mut e);
+        self.render_sites(&mut e);
+        let not_after = get(&self.tls_not_after_s);
+        if not_after > 0 {
+            e.metric(
+                "adit_tls_certificate_expiry_timestamp_seconds",
+                "gauge",
+                "When the served TLS certificate expires (notAfter, Unix seconds).",
+                &one(not_after),
+            );
+        }
         e.metric(
             "adit_inflight_bytes",
             "gauge",
@@ -162,6 +180,29 @@ impl Metrics {
         );
     }
 
+    /// Committed uploads and rows per site (and dataset).
+    fn render_sites(&self, e: &mut Exposition) {
+        let snapshot = self.sites.snapshot();
+        let series = |f: fn(&SiteCount) -> u64| -> Vec<(String, f64)> {
+            snapshot
+                .iter()
+                .map(|(site, c)| (SiteCounters::labels(*site), f(c) as f64))
+                .collect()
+        };
+        e.metric(
+            "adit_site_uploads_total",
+            "counter",
+            "Uploads committed, by dataset and site (sites that uploaded since start).",
+            &series(|c| c.uploads),
+        );
+        e.metric(
+            "adit_site_rows_accepted_total",
+            "counter",
+            "Rows committed, by dataset and site (sites that uploaded since start).",
+            &series(|c| c.rows),
+        );
+    }
+
     fn render_rollup(&self, e: &mut Exposition) {
         e.metric(
             "adit_rollup_lag_seconds",
@@ -207,6 +248,12 @@ fn render_writer(e: &mut Exposition, writer: &WriterHandle) {
         &one(writer.queue_len() as u64),
     );
     e.metric(
+        "adit_writer_queue_capacity",
+        "gauge",
+        "Uploads the writer queue holds at most (--queue-capacity); beyond it uploads get 503.",
+        &one(writer.queue_capacity() as u64),
+    );
+    e.metric(
         "adit_writer_flushes_total",
         "counter",
         "Committed group flushes.",
@@ -245,6 +292,18 @@ fn render_archive(e: &mut Exposition, a: &ArchiveStats) {
         "gauge",
         "Committed rows buffered for the archive, not yet in a file.",
         &one(get(&a.buffered_rows)),
+    );
+    e.metric(
+        "adit_archive_queued_rows",
+        "gauge",
+        "Committed rows not yet in a recorded Parquet file (buffered or left to the sweeper), measured every 15 s.",
+        &one(get(&a.queued_rows)),
+    );
+    e.metric(
+        "adit_archive_lag_seconds",
+        "gauge",
+        "Age of the oldest committed batch not yet in a recorded Parquet file (0 when none), measured every 15 s.",
+        &one(get(&a.lag_s)),
     );
     e.metric(
         "adit_archive_files_written_total",

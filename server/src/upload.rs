@@ -167,6 +167,7 @@ async fn write(
         m.bytes_compressed
             .fetch_add(ctx.bytes_in as u64, Ordering::Relaxed);
         m.bytes_raw.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        m.sites.committed(ctx.site_id, accepted);
     }
     Ok(ack)
 }
