@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::bytesize::ByteSize;
 use crate::serve::ServeConfig;
@@ -21,8 +21,22 @@ use crate::serve::ServeConfig;
                   Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level."
 )]
 pub struct Cli {
+    /// Log lines as text, or as one JSON object per line (for log shippers).
+    #[arg(long, global = true, env = "ADIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written to stderr: `text`, human-readable lines
+/// (coloured on a terminal), or `json`, one JSON object per line
+/// (timestamp, level, fields, target). The variants carry no doc comments:
+/// clap would show them as per-value help and turn `--help` into its long
+/// layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +74,12 @@ pub enum Command {
         db: GroupDbArgs,
         #[command(subcommand)]
         command: RollupCommand,
+    },
+    /// The configuration file: `adit config print` shows what `adit serve`
+    /// would run with and where each value comes from.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Benchmarking: write simulated rows as a binary COPY file and print
     /// the column list (used by `make bench` for the raw psql baseline).
@@ -148,6 +168,14 @@ pub enum KeysCommand {
         #[arg(long)]
         default: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective `adit serve` configuration as TOML, each value
+    /// with its source (default, file:line, env VAR or flag); secrets masked.
+    /// Takes the same --config, flags and environment as `adit serve`.
+    Print(Box<ServeArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +302,15 @@ impl RollupArgs {
                         (64KiB, 8MiB, 1GiB, or a plain number of bytes)."
 )]
 pub struct ServeArgs {
+    /// Read options from this TOML file: keys are the option names with _
+    /// for - (see adit.example.toml); flags and environment variables win
+    /// over it.
+    #[arg(long, env = "ADIT_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Every option's effective value and source, filled in by
+    /// [`crate::config`] (`adit config print` shows it).
+    #[arg(skip)]
+    pub effective: crate::config::Effective,
     #[command(flatten)]
     pub db: DbArgs,
     /// Do not apply migrations at start.
@@ -284,7 +321,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ADIT_LISTEN", default_value_t = defaults().listen, help_heading = NETWORK)]
     pub listen: SocketAddr,
     /// Open client connections at most; one more is answered 503 and closed.
-    #[arg(long, env = "ADIT_MAX_CONNECTIONS", default_value_t = defaults().limits.max_connections, help_heading = NETWORK)]
+    #[arg(long, env = "ADIT_MAX_CONNECTIONS", value_parser = at_least_one, default_value_t = defaults().limits.max_connections, help_heading = NETWORK)]
     pub max_connections: usize,
     /// Close a kept-alive connection after this long without a request.
     #[arg(long, env = "ADIT_KEEP_ALIVE_TIMEOUT", default_value_t = dur(defaults().limits.keep_alive_timeout), help_heading = NETWORK)]
@@ -326,7 +363,7 @@ pub struct ServeArgs {
     pub inflight_budget_bytes: ByteSize,
     /// Default upload rate limit per key, uploads per second (burst twice
     /// that; 0: none). `adit keys set-rate` overrides it per key.
-    #[arg(long, env = "ADIT_RATE_LIMIT_PER_KEY", default_value_t = defaults().limits.rate.per_s, help_heading = LIMITS)]
+    #[arg(long, env = "ADIT_RATE_LIMIT_PER_KEY", value_parser = non_negative, default_value_t = defaults().limits.rate.per_s, help_heading = LIMITS)]
     pub rate_limit_per_key: f64,
     /// How long a key lookup is cached (revocations take effect within it).
     #[arg(long, env = "ADIT_KEY_CACHE_TTL", default_value_t = dur(defaults().key_cache_ttl), help_heading = LIMITS)]
@@ -355,13 +392,13 @@ pub struct ServeArgs {
     pub max_future: humantime::Duration,
 
     /// Parallel writer connections (COPY streams).
-    #[arg(long, env = "ADIT_WRITERS", default_value_t = defaults().writer.workers, help_heading = WRITER)]
+    #[arg(long, env = "ADIT_WRITERS", value_parser = at_least_one, default_value_t = defaults().writer.workers, help_heading = WRITER)]
     pub writers: usize,
     /// Uploads that may wait for the writer before new ones get 503.
-    #[arg(long, env = "ADIT_QUEUE_CAPACITY", default_value_t = defaults().writer.queue_capacity, help_heading = WRITER)]
+    #[arg(long, env = "ADIT_QUEUE_CAPACITY", value_parser = at_least_one, default_value_t = defaults().writer.queue_capacity, help_heading = WRITER)]
     pub queue_capacity: usize,
     /// Flush a batch once it holds this many rows.
-    #[arg(long, env = "ADIT_BATCH_MAX_ROWS", default_value_t = defaults().writer.batch.max_rows, help_heading = WRITER)]
+    #[arg(long, env = "ADIT_BATCH_MAX_ROWS", value_parser = at_least_one, default_value_t = defaults().writer.batch.max_rows, help_heading = WRITER)]
     pub batch_max_rows: usize,
     /// Flush a batch after this long even if it is not full.
     #[arg(long, env = "ADIT_FLUSH_INTERVAL", default_value_t = dur(defaults().writer.batch.flush_interval), help_heading = WRITER)]
@@ -376,7 +413,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ADIT_ARCHIVE_URL", help_heading = ARCHIVE)]
     pub archive_url: Option<String>,
     /// A committed row reaches a Parquet file at the latest this long after.
-    #[arg(long, env = "ADIT_ARCHIVE_FLUSH_INTERVAL", default_value_t = dur(defaults().archive_flush_interval), help_heading = ARCHIVE)]
+    #[arg(long, env = "ADIT_ARCHIVE_FLUSH_INTERVAL", value_parser = nonzero_duration, default_value_t = dur(defaults().archive_flush_interval), help_heading = ARCHIVE)]
     pub archive_flush_interval: humantime::Duration,
     /// Archive windows (site, day) are compacted this long after their day ends.
     #[arg(long, env = "ADIT_ARCHIVE_COMPACT_AFTER", default_value_t = dur(defaults().archive_compact_after), help_heading = ARCHIVE)]
@@ -412,16 +449,17 @@ pub struct ServeArgs {
     #[arg(long, env = "ADIT_HEARTBEAT_INTERVAL", default_value_t = dur(defaults().control.heartbeat_interval), help_heading = CONTROL)]
     pub heartbeat_interval: humantime::Duration,
     /// high_temperature opens when temperature_max is above this (°C).
-    #[arg(long, env = "ADIT_HIGH_TEMPERATURE_C", default_value_t = defaults().control.high_temperature_c, help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_HIGH_TEMPERATURE_C", value_parser = finite, default_value_t = defaults().control.high_temperature_c, help_heading = CONTROL)]
     pub high_temperature_c: f64,
     /// hashrate_drop opens when hashrate_ghs is under this share of
     /// hashrate_expected_ghs.
-    #[arg(long, env = "ADIT_HASHRATE_DROP_SHARE", default_value_t = defaults().control.hashrate_drop_share, help_heading = CONTROL)]
+    #[arg(long, env = "ADIT_HASHRATE_DROP_SHARE", value_parser = share, default_value_t = defaults().control.hashrate_drop_share, help_heading = CONTROL)]
     pub hashrate_drop_share: f64,
 }
 
 /// The `serve` options `adit serve -h` shows: what a first run needs.
 pub const SERVE_SHORT_HELP: &[&str] = &[
+    "config",
     "database_url",
     "listen",
     "tls_cert",
@@ -434,16 +472,17 @@ pub const SERVE_SHORT_HELP: &[&str] = &[
     "help",
 ];
 
-/// Parses the process's command line. `adit serve -h` shows only the
-/// options a first run needs ([`SERVE_SHORT_HELP`]); `--help` all of them.
+/// Parses the process's command line, with the configuration file when
+/// `serve` or `config print` names one ([`crate::config`]). `adit serve -h`
+/// shows only the options a first run needs ([`SERVE_SHORT_HELP`]);
+/// `--help` all of them.
 pub fn parse() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut cmd = Cli::command();
     if wants_short_serve_help(&args) {
         cmd = cmd.mut_subcommand("serve", short_serve_help);
     }
-    let matches = cmd.get_matches_from(args);
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    crate::config::parse(cmd, args)
 }
 
 fn wants_short_serve_help(args: &[std::ffi::OsString]) -> bool {
@@ -476,6 +515,54 @@ const CONTROL: &str = "Control plane";
 /// `ServeConfig` itself), so each default is written once.
 fn defaults() -> ServeConfig {
     ServeConfig::new(String::new())
+}
+
+/// A count that must be at least 1 (0 writers or a queue of 0 would stall
+/// every upload).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 is out of range: allowed is a whole number of at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}: allowed is a whole number of at least 1")),
+    }
+}
+
+/// A duration that must not be zero.
+fn nonzero_duration(s: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = s.parse().map_err(|e| format!("{e}"))?;
+    if d.is_zero() {
+        return Err("0 is out of range: allowed is a duration above zero, such as 1s".into());
+    }
+    Ok(d)
+}
+
+/// A finite number.
+fn finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        Ok(x) => Err(format!("{x} is out of range: allowed is a finite number")),
+        Err(e) => Err(format!("{e}: allowed is a number")),
+    }
+}
+
+/// A finite number of at least 0.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match finite(s)? {
+        x if x >= 0.0 => Ok(x),
+        x => Err(format!(
+            "{x} is out of range: allowed is a number of at least 0"
+        )),
+    }
+}
+
+/// A share from 0 to 1.
+fn share(s: &str) -> Result<f64, String> {
+    match finite(s)? {
+        x if (0.0..=1.0).contains(&x) => Ok(x),
+        x => Err(format!(
+            "{x} is out of range: allowed is a number from 0 to 1"
+        )),
+    }
 }
 
 /// A duration as clap shows and parses it (`5s`, `7days 1h`).

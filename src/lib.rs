@@ -6,6 +6,7 @@ pub mod archivecmd;
 pub mod benchcmd;
 pub mod bytesize;
 pub mod cli;
+pub mod config;
 pub mod db;
 pub mod keys;
 pub mod loadcmd;
@@ -13,12 +14,26 @@ pub mod migrate;
 pub mod serve;
 pub mod top;
 
-use cli::{Cli, Command, KeysCommand, RollupCommand};
+use cli::{Cli, Command, ConfigCommand, KeysCommand, LogFormat, RollupCommand};
 
 /// Runs one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::serve(args.into_config()).await,
+        Command::Serve(args) => {
+            if let Some((path, from)) = &args.effective.file {
+                tracing::info!(config = %path.display(), from = %from, "Read the configuration file.");
+            }
+            serve::serve(args.into_config()).await
+        }
+        Command::Config {
+            command: ConfigCommand::Print(args),
+        } => {
+            print!(
+                "{}",
+                config::print::render(&args.effective, std::env::vars())
+            );
+            Ok(())
+        }
         Command::Migrate(db) => {
             let mut client = db::connect(&db.database_url).await?;
             let applied = migrate::migrate(&mut client).await?;
@@ -90,13 +105,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Logs to stderr, level from `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+/// Logs to stderr, level from `RUST_LOG` (default `info`): text lines, or
+/// one JSON object per line (timestamp, level, fields, target) for log
+/// shippers.
+pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }

@@ -5,7 +5,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = adit::cli::parse();
-    adit::init_tracing();
+    let log_format = cli.log_format;
+    adit::init_tracing(log_format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -16,7 +17,13 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, the error and its causes: a failure to report, not a
             // crash, so no backtrace even when RUST_BACKTRACE is set.
-            eprintln!("error: {e:#}");
+            match log_format {
+                adit::cli::LogFormat::Text => eprintln!("error: {e:#}"),
+                // A log shipper reads JSON lines only.
+                adit::cli::LogFormat::Json => {
+                    tracing::error!(error = format!("{e:#}"), "adit failed.")
+                }
+            }
             ExitCode::FAILURE
         }
     }
