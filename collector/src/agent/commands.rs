@@ -336,9 +336,9 @@ fn last_pool_with(pools: &Value, url: &str) -> Option<u64> {
         .get("POOLS")?
         .as_array()?
         .iter()
+        .rev()
         .filter(|p| p.get("URL").and_then(Value::as_str) == Some(url))
-        .filter_map(|p| p.get("POOL").and_then(Value::as_u64))
-        .last()
+        .find_map(|p| p.get("POOL").and_then(Value::as_u64))
 }
 
 /// `ascset 0,<setting>` where the firmware's API has it.
