@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::Method;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::commands::{self, Command, Outcome as CommandOutcome};
@@ -36,7 +37,7 @@ async fn wait_next(
     loop {
         let next = started + pick(&settings.borrow_and_update());
         tokio::select! {
-            () = tokio::time::sleep_until(next.into()) => return true,
+            () = tokio::time::sleep_until(next) => return true,
             changed = settings.changed() => if changed.is_err() { return false },
             () = crate::agent::stopped(stop) => return false,
         }
@@ -460,9 +461,7 @@ fn heartbeat_body(sh: &Shared, s: &Settings, cpu_before: &mut Option<host::CpuTi
         "status": status,
         "uptime": sh.started.elapsed().as_secs(),
         "version": VERSION,
-        "miners_online": last.online,
         "miners_total": last.total,
-        "errors_count": last.with_errors,
         "heartbeat_interval": s.heartbeat_interval.as_secs().clamp(1, 3600),
         "extra_data": {
             "spool_batches": m.spool_batches.load(r),
@@ -485,6 +484,11 @@ fn heartbeat_body(sh: &Shared, s: &Settings, cpu_before: &mut Option<host::CpuTi
         if let Some(v) = value {
             body[name] = json!(v);
         }
+    }
+    // Before the first cycle nothing is known of the miners but their number.
+    if m.cycles.load(r) > 0 {
+        body["miners_online"] = json!(last.online);
+        body["errors_count"] = json!(last.with_errors);
     }
     if let Some(v) = sh.applied_version() {
         body["config_version"] = json!(v);
@@ -511,6 +515,35 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(deadline_for(&slow), Duration::from_secs(45));
+    }
+
+    #[tokio::test]
+    async fn a_changed_interval_takes_effect_at_the_next_wait() {
+        let (tx, mut settings) = watch::channel(Settings {
+            interval: Duration::from_secs(600),
+            ..Settings::default()
+        });
+        let (stop_tx, mut stop) = watch::channel(false);
+        let started = Instant::now();
+        let waiting = tokio::spawn(async move {
+            let go_on = wait_next(started, |s| s.interval, &mut settings, &mut stop).await;
+            (go_on, settings, stop)
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        tx.send_modify(|s| s.interval = Duration::from_millis(100));
+        // The wait ends on the new interval, not ten minutes on.
+        let (go_on, mut settings, mut stop) =
+            tokio::time::timeout(Duration::from_secs(30), waiting)
+                .await
+                .expect("the wait follows the new interval")
+                .unwrap();
+        assert!(go_on);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // Shutdown ends a wait.
+        tx.send_modify(|s| s.interval = Duration::from_secs(600));
+        stop_tx.send(true).unwrap();
+        assert!(!wait_next(Instant::now(), |s| s.interval, &mut settings, &mut stop).await);
     }
 
     #[test]
