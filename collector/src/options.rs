@@ -115,14 +115,22 @@ struct FileOptions {
     adit_url: Option<String>,
     key: Option<String>,
     miners: Option<MinerList>,
-    interval: Option<String>,
-    command_interval: Option<String>,
-    heartbeat_interval: Option<String>,
-    cgminer_timeout: Option<String>,
+    interval: Option<FileDuration>,
+    command_interval: Option<FileDuration>,
+    heartbeat_interval: Option<FileDuration>,
+    cgminer_timeout: Option<FileDuration>,
     spool_dir: Option<PathBuf>,
     spool_max_bytes: Option<u64>,
     metrics_listen: Option<String>,
     remote_control: Option<bool>,
+}
+
+/// `interval = "90s"` (any humantime duration) or `interval = 90` (seconds).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileDuration {
+    Text(String),
+    Seconds(u64),
 }
 
 /// `miners = "10.0.0.0/24"` or `miners = ["10.0.0.5", "10.0.1.0/24"]`.
@@ -186,20 +194,19 @@ impl Cli {
         let file_path = self.config.clone().unwrap_or_default();
         let duration = |flag: &str,
                         cli: Option<humantime::Duration>,
-                        file: Option<String>,
+                        file: Option<FileDuration>,
                         lo: Duration,
                         hi: Duration|
          -> Result<Option<Duration>> {
             let value = match (cli, file) {
                 (Some(d), _) => Some(Duration::from(d)),
-                (None, Some(text)) => {
-                    Some(
-                        humantime::parse_duration(&text).map_err(|e| Error::Settings {
-                            source_name: format!("{}: {flag}", file_path.display()),
-                            reason: format!("{text:?} is not a duration such as 60s: {e}"),
-                        })?,
-                    )
-                }
+                (None, Some(FileDuration::Seconds(n))) => Some(Duration::from_secs(n)),
+                (None, Some(FileDuration::Text(text))) => Some(
+                    humantime::parse_duration(&text).map_err(|e| Error::Settings {
+                        source_name: format!("{}: {flag}", file_path.display()),
+                        reason: format!("{text:?} is not a duration such as 60s: {e}"),
+                    })?,
+                ),
                 (None, None) => None,
             };
             match value {
@@ -330,7 +337,7 @@ adit-url = "http://127.0.0.1:9"
 key = "from-file"
 miners = ["10.0.0.1", "10.0.1.0/30:4029"]
 interval = "2m"
-heartbeat-interval = "15s"
+heartbeat-interval = 15
 spool-max-bytes = 1048576
 remote-control = false
 metrics-listen = "127.0.0.1:9108"
