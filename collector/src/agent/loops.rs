@@ -269,11 +269,11 @@ pub(super) async fn commands_loop(sh: Arc<Shared>, mut stop: watch::Receiver<boo
         let s = settings.borrow_and_update().clone();
         while tasks.try_join_next().is_some() {}
         if s.remote_control {
-            match sh
-                .adit
-                .ok(Method::GET, "/api/collector/commands/pending", None)
-                .await
-            {
+            let fetched = tokio::select! {
+                f = sh.adit.ok(Method::GET, "/api/collector/commands/pending", None) => f,
+                () = crate::agent::stopped(&mut stop) => break,
+            };
+            match fetched {
                 Ok(answer) => {
                     let fetched = commands::parse_pending(&answer);
                     if !fetched.is_empty() {
@@ -400,11 +400,12 @@ pub(super) async fn heartbeat_loop(sh: Arc<Shared>, mut stop: watch::Receiver<bo
     loop {
         let started = Instant::now();
         let body = heartbeat_body(&sh, &settings.borrow_and_update(), &mut cpu_before);
-        match sh
-            .adit
-            .ok(Method::POST, "/api/collector/heartbeat", Some(&body))
-            .await
-        {
+        // Shutdown does not wait for a heartbeat's answer.
+        let answered = tokio::select! {
+            a = sh.adit.ok(Method::POST, "/api/collector/heartbeat", Some(&body)) => a,
+            () = crate::agent::stopped(&mut stop) => break,
+        };
+        match answered {
             Ok(answer) => {
                 sh.metrics.heartbeats_ok.fetch_add(1, Ordering::Relaxed);
                 let data = answer.get("data").unwrap_or(&answer);

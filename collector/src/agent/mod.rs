@@ -42,6 +42,8 @@ use crate::upload::Uploader;
 
 /// The path of the collector's central configuration.
 pub const CONFIG_PATH: &str = "/api/collector/config";
+/// How long the start waits for the central configuration by default.
+pub const START_CONFIG_WAIT: Duration = Duration::from_secs(10);
 /// The collector's version, as its heartbeats report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -68,6 +70,9 @@ pub struct AgentConfig {
     pub http_timeout: Duration,
     /// Commands run at once (each miner's commands one after another).
     pub command_concurrency: usize,
+    /// How long the start waits for the central configuration before the
+    /// loops begin on local settings and defaults.
+    pub start_config_wait: Duration,
 }
 
 impl AgentConfig {
@@ -84,6 +89,7 @@ impl AgentConfig {
             concurrency: crate::cycle::DEFAULT_CONCURRENCY,
             http_timeout: crate::upload::DEFAULT_TIMEOUT,
             command_concurrency: 32,
+            start_config_wait: START_CONFIG_WAIT,
         }
     }
 
@@ -107,6 +113,7 @@ impl AgentConfig {
                 ..Settings::default()
             },
             http_timeout: Duration::from_secs(10),
+            start_config_wait: Duration::from_secs(1),
             ..Self::new(adit_url, key, miners, spool_dir)
         }
     }
@@ -264,8 +271,22 @@ impl Agent {
             info!(addr = ?metrics_addr, "Serving /metrics.");
             tasks.spawn(crate::metrics::serve(listener, metrics, stopped.clone()));
         }
-        if let Err(e) = shared.fetch_config().await {
-            warn!(error = %e, "No central configuration at start: running on local settings and defaults.");
+        // Bounded, so an adit that does not answer delays polling little.
+        match tokio::time::timeout(shared.cfg.start_config_wait, shared.fetch_config()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "No central configuration at start: running on local settings and defaults.");
+            }
+            Err(_) => {
+                shared
+                    .metrics
+                    .config_fetches_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                warn!(
+                    wait_ms = shared.cfg.start_config_wait.as_millis() as u64,
+                    "No central configuration at start (no answer): running on local settings and defaults."
+                );
+            }
         }
         tasks.spawn(loops::upload_loop(shared.clone(), stopped.clone()));
         tasks.spawn(loops::poll_loop(shared.clone(), stopped.clone()));
