@@ -498,3 +498,69 @@ async fn cycles_spooled_while_adit_is_down_arrive_exactly_once() {
     second.wait().unwrap();
     farm.shutdown().await;
 }
+
+/// A self-signed certificate for `localhost`: (cert PEM, key PEM) files.
+fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key_pair.serialize_pem()).unwrap();
+    (c, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_collector_trusts_its_ca_file_and_nothing_else() {
+    let certs = Dir::new("tls-certs");
+    let (cert, key_file) = self_signed(&certs.0);
+    let srv = TestServer::start_with("collector_runtime_tls", |c| {
+        c.tls = Some((cert.clone(), key_file.clone()));
+    })
+    .await;
+    let key = srv.key(8).await;
+    let farm = farm(3, Mode::Normal).await;
+    let url = format!("https://localhost:{}", srv.addr.port());
+
+    // Without the CA: the certificate is not trusted, the cycle stays spooled.
+    let dir = Dir::new("tls-untrusted");
+    let mut cfg = AgentConfig::test_config(&url, &key, farm.addrs(), dir.0.clone());
+    cfg.defaults.interval = Duration::from_secs(60);
+    let agent = Agent::start(cfg).await.unwrap();
+    let m = agent.metrics();
+    eventually("an upload refused by TLS", || async {
+        (m.uploads_of("network") >= 1).then_some(())
+    })
+    .await;
+    agent.stop().await;
+    assert_eq!(m.uploads_of("sent"), 0);
+    assert_eq!(
+        m.spool_batches.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(srv.count("SELECT count(*) FROM miner_telemetry").await, 0);
+
+    // With the CA file: the spooled cycle and the next arrive over HTTPS,
+    // heartbeats too.
+    let mut cfg = AgentConfig::test_config(&url, &key, farm.addrs(), dir.0.clone());
+    cfg.defaults.interval = Duration::from_secs(60);
+    cfg.ca_file = Some(cert.clone());
+    let agent = Agent::start(cfg).await.unwrap();
+    eventually("two cycles over https", || async {
+        (srv.count("SELECT count(*) FROM miner_telemetry WHERE site_id = 8")
+            .await
+            == 6)
+            .then_some(())
+    })
+    .await;
+    eventually("a heartbeat over https", || async {
+        (srv.count("SELECT count(*) FROM agent_heartbeats WHERE site_id = 8")
+            .await
+            >= 1)
+            .then_some(())
+    })
+    .await;
+    agent.stop().await;
+    farm.shutdown().await;
+    srv.stop().await;
+}

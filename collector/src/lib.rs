@@ -14,7 +14,8 @@
 //!   [`agent::Agent::start`] or run to a shutdown signal with [`agent::run`];
 //! - [`settings`]: local settings over central configuration over defaults;
 //! - [`options`]: the binary's flags, environment variables and TOML file;
-//! - [`metrics`]: the collector's own `/metrics`; [`host`]: the box's load.
+//! - [`metrics`]: the collector's own `/metrics`; [`host`]: the box's load;
+//! - [`tls`]: HTTPS to adit (system roots, an optional CA file).
 //!
 //! Nothing here touches PostgreSQL, Arrow or Parquet: those are adit's.
 
@@ -30,6 +31,7 @@ mod poll;
 pub mod sample;
 pub mod settings;
 pub mod spool;
+pub mod tls;
 pub mod upload;
 
 pub use error::{Error, Result};

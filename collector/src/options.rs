@@ -48,7 +48,8 @@ pub struct Cli {
     #[arg(long, env = "ADIT_COLLECTOR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// adit's base URL, e.g. http://adit.example:8080 (required).
+    /// adit's base URL, http://… or https://…, e.g. https://adit.example:8443
+    /// (required).
     #[arg(long, env = "ADIT_COLLECTOR_ADIT_URL", value_name = "URL")]
     pub adit_url: Option<String>,
 
@@ -102,6 +103,12 @@ pub struct Cli {
     #[arg(long, env = "ADIT_COLLECTOR_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// A PEM file of certificate authorities to trust for an https adit,
+    /// beside the system's store (for an adit with its own CA or a
+    /// self-signed certificate).
+    #[arg(long, env = "ADIT_COLLECTOR_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
     /// Run commands from adit (false: never fetch them, whatever the
     /// central configuration says) [default: true].
     #[arg(long, env = "ADIT_COLLECTOR_REMOTE_CONTROL", value_name = "BOOL")]
@@ -122,6 +129,7 @@ struct FileOptions {
     spool_dir: Option<PathBuf>,
     spool_max_bytes: Option<u64>,
     metrics_listen: Option<String>,
+    ca_file: Option<PathBuf>,
     remote_control: Option<bool>,
 }
 
@@ -270,6 +278,7 @@ impl Cli {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR));
         let mut cfg = AgentConfig::new(&adit_url, &key, miners, spool_dir);
         cfg.metrics_listen = metrics_listen;
+        cfg.ca_file = self.ca_file.clone().or(file.ca_file);
         cfg.defaults = Settings::default();
         cfg.local = local;
         Ok(cfg)
@@ -292,16 +301,13 @@ fn read_file(path: &Path) -> Result<FileOptions> {
     toml::from_str(&text).map_err(|e| bad(e.to_string().trim_end().to_string()))
 }
 
-/// adit's URL: `http://host[:port]` (this build speaks plain HTTP; put a
-/// TLS proxy on the box for https).
+/// adit's URL: `http://host[:port]` or `https://host[:port]`.
 fn check_url(url: &str) -> std::result::Result<(), String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(if url.starts_with("https://") {
-            "https is not supported by this build: use http:// (e.g. through a local TLS proxy)"
-                .into()
-        } else {
-            format!("{url:?} is not an http:// URL")
-        });
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(format!("{url:?} is not an http:// or https:// URL"));
     };
     if rest.trim_end_matches('/').is_empty() {
         return Err(format!("{url:?} names no host"));
@@ -405,7 +411,7 @@ metrics-listen = "127.0.0.1:9108"
         assert!(with(&["--spool-max-bytes", "10"]).is_err());
         let err = cli(&[
             "--adit-url",
-            "https://a:1",
+            "ftp://a:1",
             "--key",
             "k",
             "--miners",
@@ -413,7 +419,16 @@ metrics-listen = "127.0.0.1:9108"
         ])
         .into_config()
         .unwrap_err();
-        assert!(err.to_string().contains("https"), "{err}");
+        assert!(err.to_string().contains("https://"), "{err}");
+        let tls = cli(&[
+            "--adit-url",
+            "https://adit.example:8443",
+            "--key",
+            "k",
+            "--miners",
+            "10.0.0.1",
+        ]);
+        assert!(tls.into_config().is_ok());
         assert!(with(&["--miners", "10.0.0.0/8"]).is_err());
     }
 

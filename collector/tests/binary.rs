@@ -48,6 +48,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "spool-dir",
         "spool-max-bytes",
         "metrics-listen",
+        "ca-file",
         "remote-control",
     ] {
         assert!(

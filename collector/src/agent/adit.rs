@@ -6,7 +6,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
@@ -19,18 +18,22 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 /// Calls one adit with one collector key.
 #[derive(Debug, Clone)]
 pub(crate) struct Adit {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::tls::Connector, Full<Bytes>>,
     base: String,
     key: String,
     timeout: Duration,
 }
 
 impl Adit {
-    pub(crate) fn new(base: &str, key: &str, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
+    pub(crate) fn new(
+        base: &str,
+        key: &str,
+        timeout: Duration,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new())
+                .build(crate::tls::connector(tls, timeout)),
             base: base.trim_end_matches('/').to_string(),
             key: key.to_string(),
             timeout,

@@ -73,6 +73,9 @@ pub struct AgentConfig {
     /// How long the start waits for the central configuration before the
     /// loops begin on local settings and defaults.
     pub start_config_wait: Duration,
+    /// A PEM file of certificate authorities to trust for an `https://`
+    /// adit, beside the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -90,6 +93,7 @@ impl AgentConfig {
             http_timeout: crate::upload::DEFAULT_TIMEOUT,
             command_concurrency: 32,
             start_config_wait: START_CONFIG_WAIT,
+            ca_file: None,
         }
     }
 
@@ -224,6 +228,7 @@ impl Agent {
     /// starts the loops.
     pub async fn start(cfg: AgentConfig) -> Result<Agent> {
         let settings = cfg.settings();
+        let tls = crate::tls::client_config(cfg.ca_file.as_deref())?;
         let dir = cfg.spool_dir.clone();
         let cap = settings.spool_max_bytes;
         let spool = tokio::task::spawn_blocking(move || Spool::open(dir, cap))
@@ -249,8 +254,8 @@ impl Agent {
         let metrics_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let (settings_tx, _) = watch::channel(settings);
         let shared = Arc::new(Shared {
-            adit: adit::Adit::new(&cfg.adit_url, &cfg.key, cfg.http_timeout),
-            uploader: Uploader::new(&cfg.adit_url, &cfg.key, cfg.http_timeout),
+            adit: adit::Adit::new(&cfg.adit_url, &cfg.key, cfg.http_timeout, tls.clone()),
+            uploader: Uploader::with_tls(&cfg.adit_url, &cfg.key, cfg.http_timeout, tls),
             spool: Arc::new(Mutex::new(spool)),
             metrics: metrics.clone(),
             settings: settings_tx,
