@@ -6,7 +6,7 @@
 //! delays the others. Every miner on the list yields exactly one sample per
 //! cycle: `online: false` with the reason when it did not answer in time.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -140,6 +140,9 @@ pub struct Cycle {
     /// When the cycle started, Unix seconds: every sample's `timestamp`.
     pub timestamp: i64,
     pub elapsed: Duration,
+    /// Failed requests of the cycle by error code ([`Error::code`]), a miner
+    /// past its deadline counted as `deadline`.
+    pub errors: BTreeMap<&'static str, u64>,
 }
 
 /// Polls every miner once. A miner's `miner_id` is its `ip:port` (the
@@ -151,6 +154,14 @@ pub async fn run(client: &Client, miners: &[SocketAddr], config: &CycleConfig) -
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut samples: Vec<Option<Sample>> = vec![None; miners.len()];
+    let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut record = |(i, (sample, codes)): (usize, (Sample, Vec<&'static str>)),
+                      samples: &mut Vec<Option<Sample>>| {
+        samples[i] = Some(sample);
+        for code in codes {
+            *errors.entry(code).or_default() += 1;
+        }
+    };
     for (index, &addr) in miners.iter().enumerate() {
         // Waiting for a slot before spawning bounds the tasks alive too.
         let permit = loop {
@@ -160,8 +171,8 @@ pub async fn run(client: &Client, miners: &[SocketAddr], config: &CycleConfig) -
                     break permit.expect("the semaphore is never closed");
                 }
                 Some(done) = tasks.join_next() => {
-                    if let Ok((i, sample)) = done {
-                        samples[i] = Some(sample);
+                    if let Ok(done) = done {
+                        record(done, &mut samples);
                     }
                 }
             }
@@ -175,8 +186,8 @@ pub async fn run(client: &Client, miners: &[SocketAddr], config: &CycleConfig) -
         });
     }
     while let Some(done) = tasks.join_next().await {
-        if let Ok((i, sample)) = done {
-            samples[i] = Some(sample);
+        if let Ok(done) = done {
+            record(done, &mut samples);
         }
     }
     let samples: Vec<Sample> = samples
@@ -197,6 +208,7 @@ pub async fn run(client: &Client, miners: &[SocketAddr], config: &CycleConfig) -
         samples,
         timestamp,
         elapsed: started.elapsed(),
+        errors,
     };
     tracing::info!(
         miners = miners.len(),
@@ -208,19 +220,31 @@ pub async fn run(client: &Client, miners: &[SocketAddr], config: &CycleConfig) -
     cycle
 }
 
-async fn poll_one(client: &Client, addr: SocketAddr, deadline: Duration, timestamp: i64) -> Sample {
+/// One miner's sample and the codes of its failed requests.
+async fn poll_one(
+    client: &Client,
+    addr: SocketAddr,
+    deadline: Duration,
+    timestamp: i64,
+) -> (Sample, Vec<&'static str>) {
     let miner_id = addr.to_string();
     let ip = addr.ip().to_string();
     match tokio::time::timeout(deadline, client.poll(addr)).await {
-        Ok(answers) => normalize(&miner_id, Some(&ip), &answers, timestamp),
-        Err(_) => Sample::offline(
-            &miner_id,
-            Some(&ip),
-            timestamp,
-            &format!(
-                "{addr}: no complete answer within the {} ms deadline",
-                deadline.as_millis()
+        Ok(answers) => {
+            let codes = answers.errors.iter().map(Error::code).collect();
+            (normalize(&miner_id, Some(&ip), &answers, timestamp), codes)
+        }
+        Err(_) => (
+            Sample::offline(
+                &miner_id,
+                Some(&ip),
+                timestamp,
+                &format!(
+                    "{addr}: no complete answer within the {} ms deadline",
+                    deadline.as_millis()
+                ),
             ),
+            vec!["deadline"],
         ),
     }
 }

@@ -70,6 +70,21 @@ pub enum Error {
     /// Samples could not be encoded into an upload body.
     #[error("encoding an upload batch: {reason}")]
     Encode { reason: String },
+    /// A setting is missing or out of bounds, or the configuration file
+    /// cannot be read or has a key the collector does not know.
+    #[error("{source_name}: {reason}")]
+    Settings { source_name: String, reason: String },
+    /// A request to adit's control plane (config, commands, heartbeat)
+    /// got no usable answer.
+    #[error("adit {request}: {reason}")]
+    Adit { request: String, reason: String },
+    /// The collector's own `/metrics` listener could not be opened.
+    #[error("metrics listener {addr}: {source}")]
+    MetricsListen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -87,6 +102,9 @@ impl Error {
             Self::MinerList { .. } => "bad_miner_list",
             Self::Spool { .. } => "spool",
             Self::Encode { .. } => "encode",
+            Self::Settings { .. } => "bad_settings",
+            Self::Adit { .. } => "adit_unreachable",
+            Self::MetricsListen { .. } => "metrics_listen",
         }
     }
 
@@ -103,7 +121,10 @@ impl Error {
             | Self::CommandNotAllowed { .. }
             | Self::MinerList { .. }
             | Self::Spool { .. }
-            | Self::Encode { .. } => false,
+            | Self::Encode { .. }
+            | Self::Settings { .. }
+            | Self::MetricsListen { .. } => false,
+            Self::Adit { .. } => true,
         }
     }
 
@@ -117,7 +138,10 @@ impl Error {
             | Self::CommandNotAllowed { .. }
             | Self::MinerList { .. }
             | Self::Spool { .. }
-            | Self::Encode { .. } => true,
+            | Self::Encode { .. }
+            | Self::Settings { .. }
+            | Self::Adit { .. }
+            | Self::MetricsListen { .. } => true,
             Self::Timeout { .. }
             | Self::TooLarge { .. }
             | Self::Malformed { .. }

@@ -54,6 +54,8 @@ pub struct Batch {
 struct Entry {
     seq: u64,
     bytes: u64,
+    /// When the batch was spooled (its file's mtime after a restart).
+    spooled_at: SystemTime,
 }
 
 /// The on-disk queue. All operations are synchronous file I/O on small
@@ -100,11 +102,13 @@ impl Spool {
                         warn!(path = %path.display(), "spool: ignoring a file with a foreign name");
                         continue;
                     };
-                    let bytes = item
-                        .metadata()
-                        .map_err(|e| spool_err(&path, "stat", e))?
-                        .len();
-                    entries.push(Entry { seq, bytes });
+                    let meta = item.metadata().map_err(|e| spool_err(&path, "stat", e))?;
+                    let spooled_at = meta.modified().unwrap_or_else(|_| SystemTime::now());
+                    entries.push(Entry {
+                        seq,
+                        bytes: meta.len(),
+                        spooled_at,
+                    });
                 }
                 _ => {}
             }
@@ -168,7 +172,11 @@ impl Spool {
             }
         };
         self.next_seq += 1;
-        self.entries.push_back(Entry { seq, bytes });
+        self.entries.push_back(Entry {
+            seq,
+            bytes,
+            spooled_at: SystemTime::now(),
+        });
         self.queued_bytes += bytes;
         self.enforce_cap()?;
         Ok(batch.key.clone())
@@ -193,6 +201,67 @@ impl Spool {
             self.corrupt_batches += 1;
         }
         Ok(None)
+    }
+
+    /// The oldest batch with its id, for a caller that sends it without
+    /// holding the spool: [`Spool::remove`] then removes exactly that batch,
+    /// even if the cap dropped it meanwhile. Damaged files are handled as
+    /// in [`Spool::peek`].
+    pub fn peek_entry(&mut self) -> Result<Option<(u64, Batch)>> {
+        let batch = self.peek()?;
+        Ok(batch.and_then(|b| self.entries.front().map(|e| (e.seq, b))))
+    }
+
+    /// Removes the batch `id` (from [`Spool::peek_entry`]) if it is still
+    /// queued; `rejected` counts it in [`Spool::rejected_batches`].
+    pub fn remove(&mut self, id: u64, rejected: bool) -> Result<()> {
+        let Some(at) = self.entries.iter().position(|e| e.seq == id) else {
+            return Ok(());
+        };
+        let entry = self.entries.remove(at).expect("position is in range");
+        self.queued_bytes -= entry.bytes;
+        if rejected {
+            self.rejected_batches += 1;
+        }
+        let path = self.batch_path(entry.seq);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(spool_err(&path, "remove", e)),
+        }
+    }
+
+    /// A new size cap; batches over it are dropped at once, oldest first,
+    /// warned and counted.
+    pub fn set_max_bytes(&mut self, max_bytes: u64) -> Result<()> {
+        self.max_bytes = max_bytes;
+        self.enforce_cap()
+    }
+
+    /// Drops batches spooled more than `max_age` ago, oldest first, each
+    /// warned and counted in [`Spool::dropped_batches`]; returns how many.
+    pub fn expire(&mut self, max_age: std::time::Duration) -> Result<u64> {
+        let mut dropped = 0;
+        let now = SystemTime::now();
+        while let Some(front) = self.entries.front() {
+            let age = now.duration_since(front.spooled_at).unwrap_or_default();
+            if age <= max_age {
+                break;
+            }
+            let bytes = front.bytes;
+            self.remove_oldest()?;
+            self.dropped_batches += 1;
+            self.dropped_bytes += bytes;
+            dropped += 1;
+            warn!(
+                dropped_bytes = bytes,
+                age_s = age.as_secs(),
+                max_age_s = max_age.as_secs(),
+                dropped_total = self.dropped_batches,
+                "spool: dropped a batch older than the age limit"
+            );
+        }
+        Ok(dropped)
     }
 
     /// Removes the oldest batch (once it was sent, or can never be).
@@ -476,6 +545,56 @@ pub(crate) mod tests {
                 .unwrap_err();
             assert_eq!(err.code(), "spool");
         }
+        assert_eq!(spool.len(), 1);
+    }
+
+    #[test]
+    fn remove_takes_out_exactly_the_peeked_batch_even_after_the_cap_moved() {
+        let tmp = TempDir::new("remove");
+        let mut spool = Spool::open(&tmp.0, 1 << 20).unwrap();
+        spool.push(vec![0; 100], 1).unwrap();
+        let (id, first) = spool.peek_entry().unwrap().unwrap();
+        let second = spool.push(vec![1; 100], 1).unwrap();
+        // While the first batch is out being sent, a smaller cap drops it.
+        let one = spool.queued_bytes() / 2;
+        spool.set_max_bytes(one).unwrap();
+        assert_eq!((spool.len(), spool.dropped_batches()), (1, 1));
+        // Its removal after the send must not take the batch behind it.
+        spool.remove(id, false).unwrap();
+        assert_eq!(spool.len(), 1);
+        assert_eq!(spool.peek().unwrap().unwrap().key, second);
+        assert_ne!(first.key, second);
+        let (id, _) = spool.peek_entry().unwrap().unwrap();
+        spool.remove(id, true).unwrap();
+        assert!(spool.is_empty());
+        assert_eq!((spool.rejected_batches(), spool.queued_bytes()), (1, 0));
+    }
+
+    #[test]
+    fn batches_past_the_age_limit_are_dropped_and_counted() {
+        let tmp = TempDir::new("expire");
+        let mut spool = Spool::open(&tmp.0, 1 << 20).unwrap();
+        spool.push(vec![0; 10], 1).unwrap();
+        spool.push(vec![1; 10], 1).unwrap();
+        assert_eq!(
+            spool.expire(std::time::Duration::from_secs(3600)).unwrap(),
+            0
+        );
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let fresh = spool.push(vec![2; 10], 1).unwrap();
+        assert_eq!(
+            spool.expire(std::time::Duration::from_millis(20)).unwrap(),
+            2
+        );
+        assert_eq!(spool.dropped_batches(), 2);
+        assert_eq!(spool.peek().unwrap().unwrap().key, fresh);
+        // After a restart the files' times stand for when they were spooled.
+        drop(spool);
+        let mut spool = Spool::open(&tmp.0, 1 << 20).unwrap();
+        assert_eq!(
+            spool.expire(std::time::Duration::from_secs(3600)).unwrap(),
+            0
+        );
         assert_eq!(spool.len(), 1);
     }
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tracing::{error, warn};
@@ -101,20 +100,31 @@ impl Outcome {
 /// Sends batches to one adit with one collector key.
 #[derive(Debug, Clone)]
 pub struct Uploader {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::tls::Connector, Full<Bytes>>,
     url: String,
     key: String,
     timeout: Duration,
 }
 
 impl Uploader {
-    /// `adit_url` is the base, such as `http://127.0.0.1:8080` (a trailing
-    /// `/` is ignored).
+    /// `adit_url` is the base, such as `http://127.0.0.1:8080` or
+    /// `https://adit.example:8443` (a trailing `/` is ignored); HTTPS
+    /// trusts the system's roots.
     pub fn new(adit_url: &str, key: &str, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
+        Self::with_tls(adit_url, key, timeout, crate::tls::native_config())
+    }
+
+    /// As [`Uploader::new`], with the TLS configuration `tls` (from
+    /// [`crate::tls::client_config`], e.g. trusting a CA file).
+    pub fn with_tls(
+        adit_url: &str,
+        key: &str,
+        timeout: Duration,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new())
+                .build(crate::tls::connector(tls, timeout)),
             url: format!("{}{UPLOAD_PATH}", adit_url.trim_end_matches('/')),
             key: key.to_string(),
             timeout,
