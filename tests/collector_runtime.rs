@@ -564,3 +564,170 @@ async fn over_https_the_collector_trusts_its_ca_file_and_nothing_else() {
     farm.shutdown().await;
     srv.stop().await;
 }
+
+/// `call_json` that must answer 200.
+async fn admin_ok(addr: SocketAddr, admin: &str, method: &str, path: &str, body: Value) -> Value {
+    let (status, v) = call_json(addr, method, path, Auth::Admin(admin), body).await;
+    assert_eq!(status, StatusCode::OK, "{method} {path}: {v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_published_in_adit_is_applied_reported_and_withdrawn() {
+    let srv = TestServer::start("collector_runtime_central").await;
+    let key = srv.key(6).await;
+    let admin = admin_token(&srv).await;
+    let farm = farm(2, Mode::Normal).await;
+    let dir = Dir::new("central");
+    let mut cfg = AgentConfig::test_config(
+        &format!("http://{}", srv.addr),
+        &key,
+        farm.addrs(),
+        dir.0.clone(),
+    );
+    // The operator set the interval on the box: it stays whatever adit says.
+    cfg.local = Local {
+        interval: Some(Duration::from_secs(2)),
+        ..Local::default()
+    };
+    let defaults = cfg.settings();
+    let agent = Agent::start(cfg).await.unwrap();
+    // Nothing is active in adit: the collector runs on its own settings.
+    assert_eq!(agent.config_version(), None);
+    assert_eq!(agent.settings(), defaults);
+
+    // An admin publishes v1 for every collector; the next heartbeat answer
+    // names it and the collector fetches and applies it, no restart.
+    admin_ok(
+        srv.addr,
+        &admin,
+        "POST",
+        "/api/collector/configs",
+        json!({"version": "v1", "applies_to": "all", "config": {
+            "collection_interval": 120, "command_interval": 3600, "cgminer_api_timeout": 2,
+            "buffer_config": {"max_buffer_size": 64, "max_buffer_hours": 2},
+            "features": {"enable_remote_control": false}}}),
+    )
+    .await;
+    admin_ok(
+        srv.addr,
+        &admin,
+        "POST",
+        "/api/collector/configs/v1/activate",
+        Value::Null,
+    )
+    .await;
+    let a = &agent;
+    eventually("v1 applied", || async move {
+        (a.config_version().as_deref() == Some("v1")).then_some(())
+    })
+    .await;
+    let s = agent.settings();
+    assert_eq!(s.interval, Duration::from_secs(2), "the local value wins");
+    assert_eq!(s.command_interval, Duration::from_secs(3600));
+    assert_eq!(s.cgminer_timeout, Duration::from_secs(2));
+    assert_eq!(s.spool_max_bytes, 64 << 20);
+    assert_eq!(s.spool_max_age, Some(Duration::from_secs(7200)));
+    assert!(!s.remote_control);
+    assert_eq!(
+        s.heartbeat_interval, defaults.heartbeat_interval,
+        "not in v1"
+    );
+
+    // adit shows the collector running v1, from its heartbeats.
+    eventually("adit shows v1 running", || async {
+        let v = admin_ok(
+            srv.addr,
+            &admin,
+            "GET",
+            "/api/collector/agents",
+            Value::Null,
+        )
+        .await;
+        let a = &v["data"]["agents"][0];
+        (a["config_version"] == "v1" && a["config_current"] == true).then_some(())
+    })
+    .await;
+    let v = admin_ok(
+        srv.addr,
+        &admin,
+        "GET",
+        "/api/collector/configs/v1",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        v["data"]["collectors_running"],
+        json!([agent_key_id(&srv).await])
+    );
+
+    // Remote control is off: a command created now stays pending.
+    let id = create(
+        srv.addr,
+        &admin,
+        json!({"miner_id": farm.addrs()[0].to_string(), "site_id": 6, "command_type": "restart"}),
+    )
+    .await;
+    let beats = srv.count("SELECT count(*) FROM agent_heartbeats").await;
+    eventually("three more heartbeats", || async {
+        (srv.count("SELECT count(*) FROM agent_heartbeats").await >= beats + 3).then_some(())
+    })
+    .await;
+    let status: String = srv
+        .db
+        .query_one("SELECT status FROM agent_commands WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        status, "pending",
+        "no command fetched while remote control is off"
+    );
+
+    // v1 deprecated with nothing after it: back to the defaults, the command
+    // is fetched and run, and heartbeats carry no version.
+    admin_ok(
+        srv.addr,
+        &admin,
+        "POST",
+        "/api/collector/configs/v1/deprecate",
+        Value::Null,
+    )
+    .await;
+    eventually("v1 withdrawn", || async move {
+        a.config_version().is_none().then_some(())
+    })
+    .await;
+    let s = agent.settings();
+    assert_eq!(s.command_interval, defaults.command_interval);
+    assert!(s.remote_control);
+    assert_eq!(s.interval, Duration::from_secs(2));
+    assert_eq!(finished(&srv, id).await.0, "completed");
+    eventually("a heartbeat without a version", || async {
+        let row = srv
+            .db
+            .query_one(
+                "SELECT config_version FROM agent_heartbeats ORDER BY ts DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, Option<String>>(0).is_none().then_some(())
+    })
+    .await;
+    agent.stop().await;
+    farm.shutdown().await;
+    srv.stop().await;
+}
+
+/// The id of the one collector key in the server's database.
+async fn agent_key_id(srv: &TestServer) -> i32 {
+    srv.db
+        .query_one(
+            "SELECT id FROM collector_keys WHERE site_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
