@@ -25,4 +25,4 @@ pub use catalog::{parse_declaration, Catalog, SHIPPED};
 pub use declared::{arrow_type, Declared, JSON_EXTENSION};
 pub use decode::{decode, BodyFormat, Decoded, Limits};
 pub use error::{Error, Result};
-pub use partition::{Partition, ENSURE_PARTITION_SQL};
+pub use partition::{partitions, Partition, ENSURE_PARTITION_SQL};

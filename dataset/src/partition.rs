@@ -4,11 +4,14 @@
 //! `adit_ensure_dataset_partition` (migrations/0011), which computes the
 //! same bounds and name; [`Partition::of`] lets it cache which exist.
 
-use adit_types::dataset::PartitionInterval;
+use adit_types::dataset::{Dataset, PartitionInterval};
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::RecordBatch;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, Utc};
 
 /// One partition of a dataset table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Partition {
     /// First instant in it, Unix microseconds.
     pub start_micros: i64,
@@ -45,6 +48,27 @@ impl Partition {
             .expect("a partition start is in range");
         format!("{table}_p{}", start.format("%Y%m%d"))
     }
+}
+
+/// The partitions the rows of `batch` (a batch decoded for `d`) fall in,
+/// in time order: those the writer must have before its COPY.
+pub fn partitions(d: &Dataset, batch: &RecordBatch) -> Vec<Partition> {
+    let at = d.column_index(&d.time_column).expect("checked on load");
+    let times = batch.column(at).as_primitive::<TimestampMicrosecondType>();
+    let mut out: Vec<Partition> = Vec::new();
+    for &t in times.values().iter() {
+        // Rows mostly arrive in time order: skip the partition just seen.
+        if out
+            .last()
+            .is_some_and(|p| (p.start_micros..p.end_micros).contains(&t))
+        {
+            continue;
+        }
+        out.extend(Partition::of(d.partition, t));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 fn micros(day: NaiveDate) -> i64 {
