@@ -83,13 +83,21 @@ impl<'a> Scratch<'a> {
         self.cells.iter_mut().for_each(|c| *c = Cell::Null);
         self.extra.clear();
         let columns = &d.dataset().columns;
+        // Members mostly come in declaration order: try the column after
+        // the last one matched before looking the name up.
+        let mut next = 0;
         for (name, value) in members.0 {
-            match d.column_index(&name) {
+            let at = match columns.get(next) {
+                Some(c) if c.name == name => Some(next),
+                _ => d.column_index(&name),
+            };
+            match at {
                 Some(i) => {
                     if self.stamps[i] == index {
                         return Err((name.into_owned(), "duplicate member".into()));
                     }
                     self.stamps[i] = index;
+                    next = i + 1;
                     self.cells[i] =
                         cell(&columns[i], value.get()).map_err(|r| (name.to_string(), r))?;
                 }
