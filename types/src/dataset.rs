@@ -371,77 +371,41 @@ pub fn interval_micros(text: &str) -> Option<i64> {
     (n > 0).then(|| n.checked_mul(secs)?.checked_mul(1_000_000))?
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The counts a dataset upload is answered with (no online/offline: those
+/// are telemetry's).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatasetSummary {
+    pub processed: u32,
+    pub rejected: u32,
+    /// The first [`crate::MAX_LISTED_ERRORS`] row errors.
+    pub errors: Vec<crate::RowError>,
+}
 
-    #[test]
-    fn types_parse_and_print_as_declared() {
-        for t in [
-            "text",
-            "bool",
-            "int",
-            "bigint",
-            "double",
-            "numeric(20,2)",
-            "timestamptz",
-            "text[]",
-            "double[]",
-            "jsonb",
-        ] {
-            let ty: ColumnType = t.parse().unwrap();
-            assert_eq!(ty.to_string(), t);
-        }
-        assert_eq!(
-            "numeric( 5 , 4 )".parse::<ColumnType>(),
-            Ok(ColumnType::Numeric {
-                precision: 5,
-                scale: 4
-            })
+impl DatasetSummary {
+    /// The 200 answer of a dataset upload, byte for byte what a retry with
+    /// the same Idempotency-Key gets back.
+    pub fn render(&self, processing_time_ms: u64) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(96 + self.errors.len() * 96);
+        let _ = write!(
+            out,
+            r#"{{"success":true,"data":{{"processed":{},"rejected":{},"processing_time_ms":{},"errors":["#,
+            self.processed, self.rejected, processing_time_ms
         );
-        for bad in [
-            "varchar",
-            "numeric(39,2)",
-            "numeric(5,6)",
-            "numeric(0,0)",
-            "numeric(5)",
-        ] {
-            let e = bad.parse::<ColumnType>().unwrap_err();
-            assert!(e.to_string().contains("unknown type"), "{bad}: {e}");
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, r#"{{"index":{},"field":"#, e.index);
+            crate::push_json_string(&mut out, &e.field);
+            out.push_str(r#","reason":"#);
+            crate::push_json_string(&mut out, &e.reason);
+            out.push('}');
         }
-    }
-
-    #[test]
-    fn retention_units() {
-        assert_eq!("30d".parse::<Retention>().unwrap().days, 30);
-        assert_eq!("12w".parse::<Retention>().unwrap().days, 84);
-        assert_eq!("2y".parse::<Retention>().unwrap().days, 730);
-        assert!("0d".parse::<Retention>().is_err());
-        assert!("30 days".parse::<Retention>().is_err());
-        assert!("".parse::<Retention>().is_err());
-    }
-
-    #[test]
-    fn intervals() {
-        assert_eq!(interval_micros("1m"), Some(60_000_000));
-        assert_eq!(interval_micros("4h"), Some(4 * 3_600_000_000));
-        assert_eq!(interval_micros("1d"), Some(86_400_000_000));
-        assert_eq!(interval_micros("0m"), None);
-        assert_eq!(interval_micros("1x"), None);
-        assert_eq!(interval_micros("m"), None);
-    }
-
-    #[test]
-    fn sort_defaults_to_key_then_time() {
-        let d: Dataset = serde_json::from_value(serde_json::json!({
-            "name": "bars", "time_column": "ts", "partition": "day", "retention": "1y",
-            "key": ["ts", "asset"], "mode": "upsert",
-            "columns": [{"name": "ts", "type": "timestamptz", "required": true},
-                        {"name": "asset", "type": "text", "required": true}],
-        }))
-        .unwrap();
-        assert_eq!(d.sort_columns(), ["asset", "ts"]);
-        assert!(d.archive);
-        assert_eq!(d.table(), "bars");
+        out.push_str("]}}");
+        out
     }
 }
+
+#[cfg(test)]
+mod tests;
