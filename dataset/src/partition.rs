@@ -4,7 +4,7 @@
 //! `adit_ensure_dataset_partition` (migrations/0011), which computes the
 //! same bounds and name; [`Partition::of`] lets it cache which exist.
 
-use adit_types::dataset::{Dataset, PartitionInterval};
+use adit_types::dataset::{Dataset, PartitionInterval, Retention};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::RecordBatch;
@@ -40,6 +40,21 @@ impl Partition {
             start_micros: micros(start),
             end_micros: micros(end),
         })
+    }
+
+    /// The partition of `table` called `name` (`<table>_pYYYYMMDD`, the
+    /// day it starts), or `None` for a name adit did not give it.
+    pub fn from_name(interval: PartitionInterval, table: &str, name: &str) -> Option<Self> {
+        let suffix = name.strip_prefix(table)?.strip_prefix("_p")?;
+        let start = NaiveDate::parse_from_str(suffix, "%Y%m%d").ok()?;
+        let p = Self::of(interval, micros(start))?;
+        (p.start_micros == micros(start)).then_some(p)
+    }
+
+    /// True when every row it can hold is older than `retention` at
+    /// `now_micros`: retention drops it whole.
+    pub fn is_expired(&self, now_micros: i64, retention: Retention) -> bool {
+        self.end_micros <= now_micros - retention.micros()
     }
 
     /// `<table>_pYYYYMMDD`, the name the SQL function gives it.
@@ -102,6 +117,25 @@ mod tests {
         let month = Partition::of(PartitionInterval::Month, at("2024-12-31T23:59:59Z")).unwrap();
         assert_eq!(month.start_micros, at("2024-12-01T00:00:00Z"));
         assert_eq!(month.end_micros, at("2025-01-01T00:00:00Z"));
+        assert_eq!(
+            Partition::from_name(PartitionInterval::Week, "m", "m_p20250630"),
+            Some(week)
+        );
+        assert_eq!(
+            Partition::from_name(PartitionInterval::Week, "m", "m_p20250701"),
+            None
+        );
+        assert_eq!(
+            Partition::from_name(PartitionInterval::Day, "m", "mm_p20250701"),
+            None
+        );
+        assert_eq!(
+            Partition::from_name(PartitionInterval::Month, "m", "m_p2025"),
+            None
+        );
+        let keep = Retention { days: 7 };
+        assert!(!week.is_expired(at("2025-07-13T23:59:59Z"), keep));
+        assert!(week.is_expired(at("2025-07-14T00:00:00Z"), keep));
         // The last microsecond of a day is still in it.
         let edge = Partition::of(PartitionInterval::Day, at("2025-07-03T00:00:00Z") - 1).unwrap();
         assert_eq!(edge, day);
