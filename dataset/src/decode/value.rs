@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use adit_types::dataset::{Column, ColumnType};
-use adit_types::json::{unstorable_json, JsonStr};
+use adit_types::json::{check_escapes, unstorable_json, BadEscape, JsonStr};
 
 use crate::numeric::{parse_decimal, to_f64};
 
@@ -67,7 +67,10 @@ pub(crate) fn cell<'a>(col: &Column, raw: &'a str) -> Checked<'a> {
         ColumnType::Text => Cell::Text(text(raw)?),
         ColumnType::TextArray => {
             let items: Vec<JsonStr<'a>> =
-                serde_json::from_str(raw).map_err(|_| "expected an array of strings")?;
+                serde_json::from_str(raw).map_err(|_| match check_escapes(raw.as_bytes()) {
+                    Err(BadEscape::Surrogate) => "contains an unpaired UTF-16 surrogate escape",
+                    _ => "expected an array of strings",
+                })?;
             let items: Vec<Cow<'a, str>> = items.into_iter().map(|s| s.0).collect();
             if items.iter().any(|s| s.contains('\0')) {
                 return Err("an item contains \\u0000, which cannot be stored".into());
@@ -132,7 +135,11 @@ fn text(raw: &str) -> Result<Cow<'_, str>, String> {
     if !raw.starts_with('"') {
         return Err("expected a string".into());
     }
-    let s: JsonStr<'_> = serde_json::from_str(raw).map_err(|_| "expected a string")?;
+    let s: JsonStr<'_> =
+        serde_json::from_str(raw).map_err(|_| match check_escapes(raw.as_bytes()) {
+            Err(BadEscape::Surrogate) => "contains an unpaired UTF-16 surrogate escape",
+            _ => "expected a string",
+        })?;
     if s.0.contains('\0') {
         return Err("contains \\u0000, which cannot be stored".into());
     }
@@ -259,6 +266,9 @@ mod tests {
             Ok(Cell::Text("a\"b".into()))
         );
         assert!(cell(&col("text"), r#""a\u0000""#).is_err());
+        let lone = Err("contains an unpaired UTF-16 surrogate escape".to_string());
+        assert_eq!(cell(&col("text"), r#""a\ud800b""#), lone);
+        assert_eq!(cell(&col("text[]"), r#"["\udc00"]"#), lone);
         assert!(cell(&col("text"), "5").is_err());
         assert_eq!(
             cell(&col("text[]"), r#"["a","b"]"#),
