@@ -43,8 +43,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the HTTP ingest server.
     Serve(Box<ServeArgs>),
-    /// Apply pending database migrations, then exit.
-    Migrate(DbArgs),
+    /// Apply pending database migrations and the declared datasets' tables,
+    /// then exit.
+    Migrate(MigrateArgs),
     /// Manage collector keys and admin tokens.
     Keys {
         #[command(flatten)]
@@ -97,6 +98,16 @@ pub struct DbArgs {
     /// PostgreSQL connection URL (e.g. postgres://adit@127.0.0.1:54329/adit).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// A directory of dataset declarations (`<name>.toml`) to apply beside
+    /// the shipped ones.
+    #[arg(long, env = "ADIT_DATASETS_DIR")]
+    pub datasets_dir: Option<std::path::PathBuf>,
 }
 
 /// The database of a command group (`adit keys`, `archive`, `rollup`),

@@ -7,6 +7,7 @@ pub mod benchcmd;
 pub mod bytesize;
 pub mod cli;
 pub mod config;
+pub mod datasets;
 pub mod db;
 pub mod keys;
 pub mod loadcmd;
@@ -34,12 +35,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Migrate(db) => {
-            let mut client = db::connect(&db.database_url).await?;
-            let applied = migrate::migrate(&mut client).await?;
+        Command::Migrate(args) => {
+            let catalog = adit_dataset::Catalog::load(args.datasets_dir.as_deref())?;
+            let mut client = db::connect(&args.db.database_url).await?;
+            let (applied, datasets) = migrate::migrate_with(&mut client, &catalog).await?;
+            for d in &datasets {
+                match d {
+                    datasets::Applied::Created { dataset } => {
+                        eprintln!("Created the table of dataset {dataset}.")
+                    }
+                    datasets::Applied::Changed {
+                        dataset,
+                        statements,
+                    } => {
+                        eprintln!("Applied the new declaration of dataset {dataset}.");
+                        for sql in statements {
+                            eprintln!("  {sql}");
+                        }
+                    }
+                }
+            }
             eprintln!(
-                "Database is up to date ({} migration(s) applied now).",
-                applied.len()
+                "Database is up to date ({} migration(s) applied now, {} dataset(s) declared).",
+                applied.len(),
+                catalog.len()
             );
             Ok(())
         }

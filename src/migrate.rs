@@ -1,8 +1,10 @@
 //! Applies `migrations/*.sql` in order, once each, recording the applied
-//! versions and a checksum (an edited migration is refused, never re-run).
-//! Concurrent migrators (several `adit serve` starting together) serialise
-//! on an advisory lock.
+//! versions and a checksum (an edited migration is refused, never re-run),
+//! then the declared datasets' tables (`crate::datasets`). Concurrent
+//! migrators (several `adit serve` starting together) serialise on an
+//! advisory lock.
 
+use adit_dataset::Catalog;
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -47,17 +49,38 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_agent_configs",
         include_str!("../migrations/0010_agent_configs.sql"),
     ),
+    (
+        "0011_datasets",
+        include_str!("../migrations/0011_datasets.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6164_6974;
 
-/// Applies the pending migrations; returns the versions it applied.
+/// Applies the pending migrations and the shipped datasets' declarations;
+/// returns the migration versions it applied.
 pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<&'static str>> {
+    let catalog = Catalog::shipped()?;
+    Ok(migrate_with(client, &catalog).await?.0)
+}
+
+/// [`migrate`] with the datasets of `catalog` (the shipped ones and an
+/// operator's own); returns the migration versions and what it did to
+/// each dataset's table.
+pub async fn migrate_with(
+    client: &mut Client,
+    catalog: &Catalog,
+) -> anyhow::Result<(Vec<&'static str>, Vec<crate::datasets::Applied>)> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let result = apply_pending(client).await;
+    let result = async {
+        let versions = apply_pending(client).await?;
+        let datasets = crate::datasets::apply(client, catalog).await?;
+        Ok((versions, datasets))
+    }
+    .await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await?;

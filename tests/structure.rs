@@ -30,6 +30,7 @@ fn adit_dependencies(crate_dir: &str) -> BTreeSet<String> {
 fn each_stage_depends_on_the_crates_the_readme_names() {
     let want: &[(&str, &[&str])] = &[
         ("types", &[]),
+        ("dataset", &["adit-types"]),
         ("ingest", &["adit-types"]),
         ("archive", &["adit-types"]),
         ("control", &["adit-types"]),

@@ -6,6 +6,8 @@
 //! upload with an [`UploadSummary`]. Nothing past this crate parses JSON: the
 //! unknown fields of a sample travel as one verbatim JSON object text.
 
+pub mod dataset;
+pub mod json;
 pub mod pg;
 mod upload;
 

@@ -134,20 +134,8 @@ fn parse_rows(
     Ok(out)
 }
 
-/// Longest raw row kept in `ingest_rejects`; longer ones are cut (at a
-/// character boundary) and marked, so a hostile 10 MB row costs 64 KiB.
-pub const MAX_REJECT_RAW_BYTES: usize = 64 * 1024;
-
-fn clip(raw: &str) -> String {
-    if raw.len() <= MAX_REJECT_RAW_BYTES {
-        return raw.to_owned();
-    }
-    let mut end = MAX_REJECT_RAW_BYTES;
-    while !raw.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…[cut: {} bytes in all]", &raw[..end], raw.len())
-}
+use adit_types::json::clip_raw as clip;
+pub use adit_types::json::MAX_REJECT_RAW_BYTES;
 
 /// Longest field name echoed back or stored with a reject.
 const MAX_FIELD_NAME_CHARS: usize = 128;

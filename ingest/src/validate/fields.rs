@@ -94,24 +94,10 @@ pub(super) fn check_storable(key: &str, v: &RawValue) -> std::result::Result<(),
 /// there is refused here, row by row, so it never reaches the writer's
 /// batch.
 pub(super) fn storable_json(v: &RawValue) -> std::result::Result<(), String> {
-    let text = v.get().as_bytes();
-    match crate::json::check_escapes(text) {
-        Ok(()) => {}
-        Err(crate::json::BadEscape::Nul) => {
-            return Err("contains \\u0000, which cannot be stored".into())
-        }
-        Err(crate::json::BadEscape::Surrogate) => {
-            return Err("contains an unpaired UTF-16 surrogate escape".into())
-        }
+    match adit_types::json::unstorable_json(v.get().as_bytes()) {
+        None => Ok(()),
+        Some(reason) => Err(reason),
     }
-    crate::json::check_numbers(text).map_err(|_| {
-        format!(
-            "contains a number PostgreSQL cannot store (more than {} digits before \
-             or {} after the decimal point)",
-            crate::json::NUMERIC_MAX_INTEGER_DIGITS,
-            crate::json::NUMERIC_MAX_SCALE
-        )
-    })
 }
 
 pub(super) fn f32c(v: f64) -> f32 {
