@@ -273,7 +273,9 @@ impl Agent {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         if let Some(listener) = listener {
-            info!(addr = ?metrics_addr, "Serving /metrics.");
+            if let Some(addr) = metrics_addr {
+                info!(%addr, "Serving /metrics.");
+            }
             tasks.spawn(crate::metrics::serve(listener, metrics, stopped.clone()));
         }
         // Bounded, so an adit that does not answer delays polling little.
