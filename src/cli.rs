@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::bytesize::ByteSize;
 use crate::serve::ServeConfig;
@@ -319,9 +319,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ADIT_CONFIG", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
     /// Every option's effective value and source, filled in by
-    /// [`crate::config`] (`adit config print` shows it).
+    /// `crate::config` (`adit config print` shows it).
     #[arg(skip)]
-    pub effective: crate::config::Effective,
+    pub effective: crate::config::effective::Effective,
     #[command(flatten)]
     pub db: DbArgs,
     /// Do not apply migrations at start.
@@ -482,23 +482,6 @@ pub const SERVE_SHORT_HELP: &[&str] = &[
     "rate_limit_per_key",
     "help",
 ];
-
-/// Parses the process's command line, with the configuration file when
-/// `serve` or `config print` names one ([`crate::config`]). `adit serve -h`
-/// shows only the options a first run needs ([`SERVE_SHORT_HELP`]);
-/// `--help` all of them.
-pub fn parse() -> Cli {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut cmd = Cli::command();
-    if wants_short_serve_help(&args) {
-        cmd = cmd.mut_subcommand("serve", short_serve_help);
-    }
-    crate::config::parse(cmd, args)
-}
-
-fn wants_short_serve_help(args: &[std::ffi::OsString]) -> bool {
-    args.get(1).is_some_and(|a| a == "serve") && args.iter().skip(2).any(|a| a == "-h")
-}
 
 /// `serve` as `-h` shows it: the first-run options and a pointer to the rest.
 pub fn short_serve_help(serve: clap::Command) -> clap::Command {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = adit::cli::parse();
+    let cli = adit::config::parse_command_line();
     let log_format = cli.log_format;
     adit::init_tracing(log_format);
     let result = tokio::runtime::Builder::new_multi_thread()

@@ -269,7 +269,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = crate::agent::stopped(&mut stop) => return,
+            () = async { let _ = stop.wait_for(|stopped| *stopped).await; } => return,
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {

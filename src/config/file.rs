@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 
-use super::options::{Kind, Spec};
+use super::effective::Kind;
+use super::options::Spec;
 use super::ConfigError;
 
 /// One key of the file, its value as the command line would give it.

@@ -9,19 +9,20 @@
 //! field to `ServeArgs` adds the file key, the example check and the
 //! `config print` line with it.
 
+pub mod effective;
 pub mod file;
 pub mod options;
 pub mod print;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches as _};
 
 use crate::cli::{Cli, Command, ConfigCommand, ServeArgs};
-use options::{Kind, Spec};
+pub use effective::{Effective, Entry, Kind, Source};
+use options::Spec;
 
 /// Why a configuration was refused before anything started.
 #[derive(Debug, thiserror::Error)]
@@ -75,50 +76,21 @@ pub enum ConfigError {
     },
 }
 
-/// Where an option's value comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Default,
-    File { path: PathBuf, line: usize },
-    Env(String),
-    Flag(String),
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Default => f.write_str("default"),
-            Self::File { path, line } => write!(f, "{}:{line}", path.display()),
-            Self::Env(var) => write!(f, "env {var}"),
-            Self::Flag(flag) => write!(f, "flag {flag}"),
-        }
+/// Parses the process's command line, with the configuration file when
+/// `serve` or `config print` names one. `adit serve -h`
+/// shows only the options a first run needs ([`crate::cli::SERVE_SHORT_HELP`]);
+/// `--help` all of them.
+pub fn parse_command_line() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    if wants_short_serve_help(&args) {
+        cmd = cmd.mut_subcommand("serve", crate::cli::short_serve_help);
     }
+    parse(cmd, args)
 }
 
-/// One option's effective value.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub key: String,
-    pub kind: Kind,
-    /// The `--help` group it belongs to.
-    pub heading: Option<String>,
-    /// As the command line would give it; `None` when unset.
-    pub value: Option<String>,
-    pub source: Source,
-}
-
-/// Every option's value and source, and the file read (with where its
-/// path came from).
-#[derive(Debug, Clone, Default)]
-pub struct Effective {
-    pub file: Option<(PathBuf, Source)>,
-    pub entries: Vec<Entry>,
-}
-
-impl Effective {
-    pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.key == key)
-    }
+fn wants_short_serve_help(args: &[std::ffi::OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == "serve") && args.iter().skip(2).any(|a| a == "-h")
 }
 
 /// A refused command line: clap's own errors (usage, `--help`) or a

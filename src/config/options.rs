@@ -10,29 +10,13 @@ use std::path::PathBuf;
 
 use clap::CommandFactory as _;
 
+use super::effective::Kind;
 use crate::bytesize::ByteSize;
 use crate::cli::{Cli, LogFormat};
 
 /// `serve` arguments that are not file keys: clap's own, the file's path,
 /// and hidden benchmarking switches.
 const NOT_IN_FILE: &[&str] = &["help", "version", "config"];
-
-/// What a value is, which decides the TOML type a file gives it in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Bool,
-    /// A whole number that cannot be negative.
-    Count,
-    /// A whole number that may be negative.
-    Integer,
-    Float,
-    Duration,
-    ByteSize,
-    Address,
-    Path,
-    Text,
-    Choice,
-}
 
 /// One file key: the `serve` option it sets.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::options::Kind;
+use super::effective::Kind;
 use super::{Effective, Entry};
 
 /// What replaces a secret.
