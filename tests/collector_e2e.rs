@@ -609,16 +609,7 @@ async fn restart_and_set_pool_created_in_adit_reach_the_miners_and_report_back()
         json!({"miner_id": repooled, "site_id": 24, "ip_address": "127.0.0.1", "command_type": "set_pool",
                "parameters": {"pool_url": new_pool, "worker": "e2e.worker", "password": "x"}}),
     ] {
-        let (status, v) = call_json(
-            adit.addr,
-            "POST",
-            "/api/collector/commands",
-            Auth::Admin(&admin),
-            body,
-        )
-        .await;
-        assert_eq!(status, hyper::StatusCode::OK, "{v}");
-        ids.push(v["data"]["command_id"].as_i64().unwrap());
+        ids.push(create_command(adit.addr, &admin, body).await);
     }
     // Both results come back completed.
     for id in &ids {
@@ -695,8 +686,7 @@ async fn a_configuration_published_in_adit_changes_a_running_collectors_interval
         ),
         ("/api/collector/configs/v2/activate", Value::Null),
     ] {
-        let (status, v) = call_json(adit.addr, "POST", path, Auth::Admin(&admin), body).await;
-        assert_eq!(status, hyper::StatusCode::OK, "{path}: {v}");
+        admin_ok(adit.addr, &admin, "POST", path, body).await;
     }
     // Its heartbeats report v2, and adit shows it current.
     within(
@@ -712,11 +702,11 @@ async fn a_configuration_published_in_adit_changes_a_running_collectors_interval
         },
     )
     .await;
-    let (_, v) = call_json(
+    let v = admin_ok(
         adit.addr,
+        &admin,
         "GET",
         "/api/collector/agents",
-        Auth::Admin(&admin),
         Value::Null,
     )
     .await;

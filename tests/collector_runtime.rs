@@ -211,19 +211,6 @@ async fn a_cycle_lands_one_row_per_miner_with_the_simulators_values_and_heartbea
     srv.stop().await;
 }
 
-async fn create(addr: SocketAddr, admin: &str, cmd: Value) -> i64 {
-    let (status, v) = call_json(
-        addr,
-        "POST",
-        "/api/collector/commands",
-        Auth::Admin(admin),
-        cmd,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    v["data"]["command_id"].as_i64().unwrap()
-}
-
 /// The command's final status and result message, once it has one.
 async fn finished(srv: &TestServer, id: i64) -> (String, String) {
     eventually(&format!("command {id} finished"), || async {
@@ -269,8 +256,8 @@ async fn commands_from_adit_reach_the_miners_and_their_results_come_back() {
 
     let on = |m: &adit_minersim::MinerInfo, command: &str, params: Value| json!({"miner_id": m.addr.to_string(), "site_id": 3, "command_type": command, "parameters": params});
     let pool = "stratum+tcp://new-pool.example:3333";
-    let restart = create(srv.addr, &admin, on(ants[0], "restart", json!({}))).await;
-    let set_pool = create(
+    let restart = create_command(srv.addr, &admin, on(ants[0], "restart", json!({}))).await;
+    let set_pool = create_command(
         srv.addr,
         &admin,
         on(
@@ -280,22 +267,22 @@ async fn commands_from_adit_reach_the_miners_and_their_results_come_back() {
         ),
     )
     .await;
-    let fan = create(
+    let fan = create_command(
         srv.addr,
         &admin,
         on(ants[2], "set_fan", json!({"speed": 70})),
     )
     .await;
-    let no_fan = create(
+    let no_fan = create_command(
         srv.addr,
         &admin,
         on(whatsminer, "set_fan", json!({"speed": 70})),
     )
     .await;
-    let disable = create(srv.addr, &admin, on(ants[3], "disable", json!({}))).await;
-    let reboot = create(srv.addr, &admin, on(ants[3], "reboot", json!({}))).await;
+    let disable = create_command(srv.addr, &admin, on(ants[3], "disable", json!({}))).await;
+    let reboot = create_command(srv.addr, &admin, on(ants[3], "reboot", json!({}))).await;
     // A miner this collector does not poll is not touched.
-    let stranger = create(
+    let stranger = create_command(
         srv.addr,
         &admin,
         json!({"miner_id": "127.0.0.1:1", "site_id": 3, "command_type": "restart"}),
@@ -370,7 +357,7 @@ async fn a_dead_miner_makes_its_command_fail_with_the_reason() {
         dir.0.clone(),
     );
     let agent = Agent::start(cfg).await.unwrap();
-    let id = create(
+    let id = create_command(
         srv.addr,
         &admin,
         json!({"miner_id": dead.addrs()[0].to_string(), "site_id": 4, "command_type": "restart"}),
@@ -405,7 +392,7 @@ async fn with_remote_control_off_no_command_is_fetched() {
         ..Local::default()
     };
     let agent = Agent::start(cfg).await.unwrap();
-    let id = create(
+    let id = create_command(
         srv.addr,
         &admin,
         json!({"miner_id": farm.addrs()[0].to_string(), "site_id": 5, "command_type": "restart"}),
@@ -565,13 +552,6 @@ async fn over_https_the_collector_trusts_its_ca_file_and_nothing_else() {
     srv.stop().await;
 }
 
-/// `call_json` that must answer 200.
-async fn admin_ok(addr: SocketAddr, admin: &str, method: &str, path: &str, body: Value) -> Value {
-    let (status, v) = call_json(addr, method, path, Auth::Admin(admin), body).await;
-    assert_eq!(status, StatusCode::OK, "{method} {path}: {v}");
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configuration_published_in_adit_is_applied_reported_and_withdrawn() {
     let srv = TestServer::start("collector_runtime_central").await;
@@ -662,7 +642,7 @@ async fn a_configuration_published_in_adit_is_applied_reported_and_withdrawn() {
     );
 
     // Remote control is off: a command created now stays pending.
-    let id = create(
+    let id = create_command(
         srv.addr,
         &admin,
         json!({"miner_id": farm.addrs()[0].to_string(), "site_id": 6, "command_type": "restart"}),

@@ -13,19 +13,6 @@ use common::*;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-async fn create(addr: SocketAddr, admin: &str, cmd: Value) -> i64 {
-    let (status, v) = call_json(
-        addr,
-        "POST",
-        "/api/collector/commands",
-        Auth::Admin(admin),
-        cmd,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    v["data"]["command_id"].as_i64().unwrap()
-}
-
 async fn poll(addr: SocketAddr, key: &str, limit: usize) -> Vec<Value> {
     let (status, v) = call_json(
         addr,
@@ -129,14 +116,14 @@ async fn a_collector_polls_executes_and_reports_commands() {
     assert_eq!(server.count("SELECT count(*) FROM agent_commands").await, 0);
 
     // Three commands for site 1, one for site 2.
-    let low = create(
+    let low = create_command(
         addr,
         &admin,
         json!({"miner_id": "m1", "site_id": 1, "ip_address": "10.0.0.1",
         "command_type": "restart", "priority": 2}),
     )
     .await;
-    let high = create(
+    let high = create_command(
         addr,
         &admin,
         json!({"miner_id": "m2", "site_id": 1,
@@ -144,14 +131,14 @@ async fn a_collector_polls_executes_and_reports_commands() {
         "parameters": {"pool_url": "stratum+tcp://pool.example:3333", "worker": "farm.w2"}}),
     )
     .await;
-    let mid = create(
+    let mid = create_command(
         addr,
         &admin,
         json!({"miner_id": "m3", "site_id": 1,
         "command_type": "set_frequency", "priority": 5, "parameters": {"frequency_mhz": 650}}),
     )
     .await;
-    let other = create(
+    let other = create_command(
         addr,
         &admin,
         json!({"miner_id": "x1", "site_id": 2,
@@ -383,7 +370,7 @@ async fn unanswered_commands_are_retried_then_expire() {
     let admin = admin_token(&server).await;
     let key = server.key(3).await;
     // Sent, no result within 1 s: back to pending once, then expired.
-    let id = create(
+    let id = create_command(
         addr,
         &admin,
         json!({"miner_id": "m1", "site_id": 3, "command_type": "enable",
@@ -392,7 +379,7 @@ async fn unanswered_commands_are_retried_then_expire() {
     .await;
     // Never fetched within its TTL (0.02 min = 1.2 s): expired.
     // (At a site nobody polls.)
-    let stale = create(
+    let stale = create_command(
         addr,
         &admin,
         json!({"miner_id": "m2", "site_id": 30, "command_type": "disable",

@@ -24,16 +24,7 @@ async fn collector(server: &TestServer, site: i32, name: &str) -> (i32, String) 
 
 /// Creates a draft; fails the test unless it is answered 200.
 async fn create(addr: SocketAddr, admin: &str, body: Value) -> Value {
-    let (s, v) = call_json(
-        addr,
-        "POST",
-        "/api/collector/configs",
-        Auth::Admin(admin),
-        body,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v["data"].clone()
+    admin_ok(addr, admin, "POST", "/api/collector/configs", body).await["data"].clone()
 }
 
 /// `POST /api/collector/configs/{version}/{action}`.

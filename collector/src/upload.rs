@@ -196,7 +196,9 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> O
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, `: `-joined (hyper's own message alone says
+/// little).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -284,3 +284,23 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// `call_json` with an admin token that must answer 200: the answer.
+pub async fn admin_ok(
+    addr: SocketAddr,
+    admin: &str,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let (status, v) = call_json(addr, method, path, Auth::Admin(admin), body).await;
+    assert_eq!(status, StatusCode::OK, "{method} {path}: {v}");
+    v
+}
+
+/// Creates a command for a miner (`POST /api/collector/commands`), which
+/// must be answered 200: its id.
+pub async fn create_command(addr: SocketAddr, admin: &str, cmd: serde_json::Value) -> i64 {
+    let v = admin_ok(addr, admin, "POST", "/api/collector/commands", cmd).await;
+    v["data"]["command_id"].as_i64().unwrap()
+}

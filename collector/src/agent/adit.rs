@@ -86,7 +86,7 @@ impl Adit {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| fail(chain(&e)))?;
+                .map_err(|e| fail(crate::upload::error_chain(&e)))?;
             let status = response.status();
             let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
                 .collect()
@@ -116,15 +116,4 @@ pub(crate) fn brief(v: &Value) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
