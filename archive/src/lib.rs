@@ -10,6 +10,7 @@
 //! sweeper. The queue row is the claim ticket that makes each batch land in
 //! exactly one recorded file (see `migrations/0003_archive.sql`).
 
+pub mod dataset;
 pub mod export;
 pub mod maintain;
 pub mod parquet;
@@ -183,7 +184,7 @@ struct Buffer {
     since: Instant,
 }
 
-async fn connect(url: &str) -> Client {
+pub(crate) async fn connect(url: &str) -> Client {
     let mut attempt = 0;
     loop {
         match adit_types::pg::connect(url).await {
