@@ -60,8 +60,17 @@ impl Default for DatasetArchiveConfig {
 }
 
 /// `<prefix>/<dataset>/site_id=<s>/date=<YYYY-MM-DD>/<name>`
-pub fn file_path(archive: &Archive, dataset: &str, site_id: i32, day: NaiveDate, name: &str) -> Path {
-    let rel = format!("{dataset}/site_id={site_id}/date={}/{name}", day.format("%Y-%m-%d"));
+pub fn file_path(
+    archive: &Archive,
+    dataset: &str,
+    site_id: i32,
+    day: NaiveDate,
+    name: &str,
+) -> Path {
+    let rel = format!(
+        "{dataset}/site_id={site_id}/date={}/{name}",
+        day.format("%Y-%m-%d")
+    );
     if archive.prefix.as_ref().is_empty() {
         Path::from(rel)
     } else {
@@ -177,7 +186,11 @@ async fn discard(client: &Client, archive: &Archive, staged: &[Staged]) {
 pub enum Exported {
     /// The window's files now hold `rows` in `files` files; `clean` when its
     /// mark was cleared (false: rows arrived meanwhile, still dirty).
-    Done { rows: i64, files: usize, clean: bool },
+    Done {
+        rows: i64,
+        files: usize,
+        clean: bool,
+    },
     /// Another process is exporting it, or its mark is gone.
     Skipped,
 }
@@ -327,7 +340,11 @@ async fn export_locked(
                 let (writer, rows, ts_sum) = match &mut file {
                     Some(f) => f,
                     None => file.insert((
-                        ArrowWriter::try_new(Vec::new(), d.schema().clone(), Some(writer_properties()))?,
+                        ArrowWriter::try_new(
+                            Vec::new(),
+                            d.schema().clone(),
+                            Some(writer_properties()),
+                        )?,
                         0,
                         0,
                     )),
@@ -336,7 +353,9 @@ async fn export_locked(
                 *rows += n;
                 *ts_sum += sum;
             }
-            let full = file.as_ref().is_some_and(|f| f.1 as usize >= cfg.max_file_rows);
+            let full = file
+                .as_ref()
+                .is_some_and(|f| f.1 as usize >= cfg.max_file_rows);
             if full || (end && file.is_some()) {
                 let (writer, rows, ts_sum) = file.take().expect("open");
                 let bytes = tokio::task::block_in_place(|| writer.into_inner())?;
@@ -461,7 +480,10 @@ pub async fn recover(
         }
     }
     if interrupted + orphans > 0 {
-        info!(interrupted, orphans, "Dataset archive recovery removed unrecorded files.");
+        info!(
+            interrupted,
+            orphans, "Dataset archive recovery removed unrecorded files."
+        );
     }
     Ok((interrupted, orphans))
 }

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use adit_dataset::numeric::parse_decimal;
 use adit_dataset::ddl::quote;
+use adit_dataset::numeric::parse_decimal;
 use adit_dataset::Declared;
 use adit_types::dataset::{ColumnType, EXTRA_COLUMN, SITE_ID_COLUMN};
 use arrow_array::builder::{
@@ -123,18 +123,16 @@ impl Builder {
             Self::Int(b) => b.append_option(row.try_get::<_, Option<i32>>(i)?),
             Self::BigInt(b) => b.append_option(row.try_get::<_, Option<i64>>(i)?),
             Self::Double(b) => b.append_option(row.try_get::<_, Option<f64>>(i)?),
-            Self::Numeric(b, precision, scale) => {
-                match row.try_get::<_, Option<&str>>(i)? {
-                    Some(text) => b.append_value(parse_decimal(text, *precision, *scale).map_err(
-                        |reason| {
-                            ArchiveError::Arrow(ArrowError::ParseError(format!(
-                                "numeric {text:?} read back from PostgreSQL: {reason}"
-                            )))
-                        },
-                    )?),
-                    None => b.append_null(),
+            Self::Numeric(b, precision, scale) => match row.try_get::<_, Option<&str>>(i)? {
+                Some(text) => {
+                    b.append_value(parse_decimal(text, *precision, *scale).map_err(|reason| {
+                        ArchiveError::Arrow(ArrowError::ParseError(format!(
+                            "numeric {text:?} read back from PostgreSQL: {reason}"
+                        )))
+                    })?)
                 }
-            }
+                None => b.append_null(),
+            },
             Self::Time(b) => {
                 let t = row.try_get::<_, Option<DateTime<Utc>>>(i)?;
                 let micros = t.map(|t| t.timestamp_micros());
@@ -212,7 +210,9 @@ impl<'a> Batcher<'a> {
         Self {
             declared: d,
             builders,
-            time_index: ds.column_index(&ds.time_column).expect("a checked time column"),
+            time_index: ds
+                .column_index(&ds.time_column)
+                .expect("a checked time column"),
             rows: 0,
             ts_sum: 0,
         }
@@ -239,6 +239,9 @@ impl<'a> Batcher<'a> {
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
         self.rows = 0;
         self.ts_sum = 0;
-        Ok(RecordBatch::try_new(self.declared.schema().clone(), arrays)?)
+        Ok(RecordBatch::try_new(
+            self.declared.schema().clone(),
+            arrays,
+        )?)
     }
 }

@@ -276,7 +276,8 @@ async fn read_file(
     if Sha256::digest(&bytes).as_slice() != sha256 {
         return Ok(FileRead::Bad);
     }
-    Ok(tokio::task::block_in_place(|| time_sum(bytes, time_column)).map_or(FileRead::Bad, FileRead::Sum))
+    Ok(tokio::task::block_in_place(|| time_sum(bytes, time_column))
+        .map_or(FileRead::Bad, FileRead::Sum))
 }
 
 /// Rows and the sum of the time column of a Parquet file.
@@ -316,7 +317,11 @@ pub fn time_sum(bytes: Bytes, time_column: &str) -> Result<Sum, ArchiveError> {
 }
 
 /// One line per live file of `dataset`: window, rows, bytes, path.
-pub async fn list(client: &Client, dataset: &str, scope: &Scope) -> Result<Vec<String>, ArchiveError> {
+pub async fn list(
+    client: &Client,
+    dataset: &str,
+    scope: &Scope,
+) -> Result<Vec<String>, ArchiveError> {
     let params: [&(dyn ToSql + Sync); 4] = [&scope.site_id, &scope.from, &scope.to, &dataset];
     let rows = client
         .query(
@@ -375,7 +380,11 @@ mod tests {
         let mut gone = window(10, 10);
         gone.missing_files = 1;
         gone.dirty = true;
-        assert_eq!(gone.status(), Status::Missing, "a lost file is a defect even if dirty");
+        assert_eq!(
+            gone.status(),
+            Status::Missing,
+            "a lost file is a defect even if dirty"
+        );
         let mut bad = window(10, 10);
         bad.bad_files = 1;
         assert_eq!(bad.status(), Status::Mismatch);
