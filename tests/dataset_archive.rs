@@ -842,3 +842,112 @@ async fn adit_serve_archives_closed_dataset_days_to_an_s3_compatible_store() {
     let _ = moto.kill();
     let _ = moto.wait();
 }
+
+/// Not a test: the export's speed and where it goes, for the README.
+/// `cargo test --test dataset_archive measure_export -- --ignored --nocapture`
+/// (ADIT_MEASURE_ROWS rows, default 1,000,000, in one metrics_aggregated
+/// site-day): a raw binary `COPY (SELECT …) TO STDOUT` of the window (the
+/// floor of any reader), the exporter's row stream alone, and the whole
+/// export (read, Arrow, sort by PostgreSQL, zstd Parquet, file:// store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_export_rows_per_s() {
+    let n: i64 = std::env::var("ADIT_MEASURE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let (db, mut client, catalog, dir, archive) = setup("dsarch_measure").await;
+    let d = catalog.get("metrics_aggregated").unwrap();
+    let closed = day(2);
+    let start = closed.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    client
+        .query_one(
+            adit_dataset::ENSURE_PARTITION_SQL,
+            &[&"metrics_aggregated", &"day", &start],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO metrics_aggregated (site_id, \"timestamp\", service_name, api_endpoint, qps, \
+               avg_latency_ms, p95_latency_ms, p99_latency_ms, error_rate, total_requests, extra) \
+             SELECT 1, $1::timestamptz + make_interval(secs => (i % 86400)), 'svc-' || (i % 40), \
+               '/v1/endpoint/' || (i % 25), i * 0.5, 12.5 + i % 7, 40.25, 90.5, (i % 100) / 1000.0, i, \
+               CASE WHEN i % 10 = 0 THEN '{\"region\": \"eu\"}'::jsonb END \
+             FROM generate_series(1, $2::int8) i",
+            &[&start, &n],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            MARK_DIRTY,
+            &[&vec!["metrics_aggregated"], &vec![1i32], &vec![closed]],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE metrics_aggregated")
+        .await
+        .unwrap();
+
+    let sql = darchive::read::select_window(d);
+    let literal = sql
+        .replace("$1", "1")
+        .replace("$2", &format!("'{}'", start.to_rfc3339()))
+        .replace(
+            "$3",
+            &format!("'{}'", (start + chrono::Duration::days(1)).to_rfc3339()),
+        );
+    let t = std::time::Instant::now();
+    let stream = client
+        .copy_out(&format!("COPY ({literal}) TO STDOUT (FORMAT binary)"))
+        .await
+        .unwrap();
+    futures_util::pin_mut!(stream);
+    let mut bytes = 0usize;
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        bytes += chunk.unwrap().len();
+    }
+    let copy_s = t.elapsed().as_secs_f64();
+
+    let t = std::time::Instant::now();
+    let rows = darchive::read::window_rows(&client, d, 1, closed)
+        .await
+        .unwrap();
+    futures_util::pin_mut!(rows);
+    let mut batcher = darchive::read::Batcher::new(d);
+    let mut read = 0usize;
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows)
+        .await
+        .unwrap()
+    {
+        batcher.push(&row).unwrap();
+        read += 1;
+        if batcher.rows() == 256 * 1024 {
+            batcher.finish().unwrap();
+        }
+    }
+    let stream_s = t.elapsed().as_secs_f64();
+    assert_eq!(read as i64, n);
+
+    let t = std::time::Instant::now();
+    let report = pass(&mut client, &db, &archive, &catalog, &config(3600)).await;
+    let pass_s = t.elapsed().as_secs_f64();
+    assert_eq!(report.rows, n);
+    let file_bytes: i64 = client
+        .query_one("SELECT sum(bytes)::int8 FROM dataset_archive_files", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rate = |s: f64| n as f64 / s;
+    println!(
+        "{n} rows: COPY TO binary {copy_s:.2}s ({:.0} rows/s, {bytes} B); row stream + Arrow \
+         {stream_s:.2}s ({:.0} rows/s); whole export {pass_s:.2}s ({:.0} rows/s, {} files, {file_bytes} B)",
+        rate(copy_s),
+        rate(stream_s),
+        rate(pass_s),
+        report.files,
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
