@@ -172,6 +172,9 @@ async fn verify_dataset(
             note += &format!(" {} file(s) differ from the manifest", c.bad_files);
         }
         match status {
+            S::Exact if c.beyond_retention && c.database.rows == 0 => {
+                note += " (beyond retention: PostgreSQL dropped the day, the archive keeps it)"
+            }
             S::Pending if c.dirty => note += " (changed since exported)",
             S::Pending => note += " (day not ended)",
             _ => {}

@@ -57,12 +57,17 @@ async fn setup(name: &str) -> (TestDb, Client, Catalog, std::path::PathBuf, Arch
 /// one transaction, the rows (COPY, or COPY into the staging table and the
 /// merge for an upsert dataset) and the dirty mark of every day touched.
 async fn write(client: &mut Client, d: &Declared, site_id: i32, body: &str) {
+    write_at(client, d, site_id, body, now_micros()).await;
+}
+
+/// [`write`] as if it were `now` (for rows older than today's retention).
+async fn write_at(client: &mut Client, d: &Declared, site_id: i32, body: &str, now: i64) {
     let decoded = decode(
         d,
         body.as_bytes(),
         BodyFormat::Ndjson,
         &Limits::default(),
-        now_micros(),
+        now,
     )
     .unwrap();
     assert!(decoded.rejects.is_empty(), "{:?}", decoded.errors);
@@ -636,6 +641,55 @@ async fn a_crash_between_upload_and_manifest_leaves_no_live_duplicate() {
         .await
         .unwrap();
     assert_eq!(windows[0].status(), Status::Exact);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_retention_dropped_stays_archived_and_verifies() {
+    let (db, mut client, catalog, dir, archive) = setup("dsarch_retention").await;
+    let d = catalog.get("metrics_aggregated").unwrap();
+    // metrics_aggregated is kept 30 days: rows of 40 days ago, written
+    // 39 days ago.
+    let old_day = day(40);
+    let then = (Utc::now() - chrono::Duration::days(39)).timestamp_micros();
+    write_at(&mut client, d, 6, &metrics_rows(old_day, 30, "r"), then).await;
+    let report = pass(&mut client, &db, &archive, &catalog, &config(3600)).await;
+    assert_eq!((report.windows, report.rows), (1, 30));
+    let file = live(&client, "metrics_aggregated", 6, old_day).await;
+
+    // Retention drops the day's partition; the archive keeps the day.
+    client
+        .batch_execute(&format!(
+            "DROP TABLE metrics_aggregated_p{}",
+            old_day.format("%Y%m%d")
+        ))
+        .await
+        .unwrap();
+    let windows = verify::check(&client, &archive, d.dataset(), &Scope::default())
+        .await
+        .unwrap();
+    assert_eq!(windows.len(), 1);
+    assert_eq!((windows[0].database.rows, windows[0].files.rows), (0, 30));
+    assert_eq!(windows[0].status(), Status::Exact, "{windows:?}");
+    // A mark left for the dropped day (an export the store delayed past
+    // retention) does not wipe its files.
+    client
+        .execute(
+            MARK_DIRTY,
+            &[&vec!["metrics_aggregated"], &vec![6i32], &vec![old_day]],
+        )
+        .await
+        .unwrap();
+    let report = pass(&mut client, &db, &archive, &catalog, &config(3600)).await;
+    assert_eq!((report.windows, report.rows, report.files), (1, 0, 0));
+    assert_eq!(live(&client, "metrics_aggregated", 6, old_day).await, file);
+    assert!(dir.join(&file[0]).exists());
+    let marks: i64 = client
+        .query_one("SELECT count(*) FROM dataset_archive_dirty", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(marks, 0);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -82,6 +82,9 @@ pub struct WindowCheck {
     pub dirty: bool,
     /// The day has not ended yet (UTC).
     pub open: bool,
+    /// The day is older than the dataset's retention: PostgreSQL may have
+    /// dropped its rows, the archive keeps them.
+    pub beyond_retention: bool,
 }
 
 impl WindowCheck {
@@ -97,6 +100,7 @@ impl WindowCheck {
             bad_files: 0,
             dirty: false,
             open: false,
+            beyond_retention: false,
         }
     }
 
@@ -109,6 +113,9 @@ impl WindowCheck {
         }
         if self.dirty || self.open {
             return Status::Pending;
+        }
+        if self.beyond_retention && self.database.rows == 0 {
+            return Status::Exact;
         }
         if self.database == self.manifest {
             Status::Exact
@@ -236,8 +243,10 @@ async fn read_views(
         .query_one("SELECT (now() AT TIME ZONE 'UTC')::date", &[])
         .await?
         .get(0);
+    let kept_from = today - chrono::Duration::days(i64::from(d.retention.days));
     for w in windows.values_mut() {
         w.open = w.day >= today;
+        w.beyond_retention = w.day < kept_from;
     }
     let files = client
         .query(
@@ -388,6 +397,18 @@ mod tests {
         let mut bad = window(10, 10);
         bad.bad_files = 1;
         assert_eq!(bad.status(), Status::Mismatch);
+        let mut retired = window(0, 10);
+        assert_eq!(
+            retired.status(),
+            Status::Mismatch,
+            "rows deleted from PostgreSQL"
+        );
+        retired.beyond_retention = true;
+        assert_eq!(
+            retired.status(),
+            Status::Exact,
+            "retention dropped the day, the archive keeps it"
+        );
         let mut sums = window(10, 10);
         sums.database.ts_sum += 1;
         assert_eq!(sums.status(), Status::Mismatch, "same count, other rows");
