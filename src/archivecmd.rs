@@ -37,12 +37,16 @@ pub async fn run(
             }
             Ok(())
         }
-        ArchiveCommand::Backfill(WindowScope {
-            dataset: Some(_), ..
-        }) => bail!(
-            "a dataset's archive needs no backfill: every closed day with rows written or \
-             changed is exported from PostgreSQL"
-        ),
+        ArchiveCommand::Backfill(ref w) if w.dataset.is_some() => {
+            let name = w.dataset.as_deref().unwrap_or_default();
+            let d = applied_dataset(client, name).await?;
+            let marked = dataset::verify::mark_windows(client, &d, &scope(w)).await?;
+            println!(
+                "{marked} window(s) of dataset {name} marked for the archive: `adit serve` with \
+                 --archive-url exports each from PostgreSQL once its day has ended"
+            );
+            Ok(())
+        }
         ArchiveCommand::Verify(w) => verify(client, &archive, &scope(&w)).await,
         ArchiveCommand::Ls(w) => {
             for line in verify::list(client, &scope(&w)).await? {

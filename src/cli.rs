@@ -215,7 +215,9 @@ pub enum ArchiveCommand {
     /// Every window holding rows that are neither in a file nor queued
     /// (written before the archive was enabled, or while it was off) has
     /// its files rewritten whole from PostgreSQL. Safe to run again and
-    /// beside running archivers.
+    /// beside running archivers. With --dataset: every window of the
+    /// dataset holding rows is marked for the archive, which exports it
+    /// again from PostgreSQL once its day has ended.
     Backfill(WindowScope),
 }
 

@@ -785,6 +785,30 @@ async fn verify_says_ok_then_mismatch_for_a_tampered_file_then_missing_for_a_del
         &[],
     );
     assert!(!ok && out.contains("unknown dataset"), "{out}");
+    // Backfill marks the dataset's windows; the next pass writes the lost
+    // file again.
+    let to = closed.to_string();
+    let (ok, out) = adit_archive(
+        db.url(),
+        &[
+            "--archive-url",
+            &url,
+            "backfill",
+            "--dataset",
+            "metrics_aggregated",
+            "--to",
+            &to,
+        ],
+        &[],
+    );
+    assert!(
+        ok && out.contains("2 window(s) of dataset metrics_aggregated marked"),
+        "{out}"
+    );
+    let report = pass(&mut client, &db, &archive, &catalog, &config(3600)).await;
+    assert_eq!((report.windows, report.rows), (2, 220));
+    let (ok, out) = adit_archive(db.url(), &verify, &[]);
+    assert!(ok && out.contains("2 window(s): 2 exact"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

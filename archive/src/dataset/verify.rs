@@ -325,6 +325,35 @@ pub fn time_sum(bytes: Bytes, time_column: &str) -> Result<Sum, ArchiveError> {
     Ok(sum)
 }
 
+/// `adit archive backfill --dataset`: marks every window of `d` in `scope`
+/// that holds rows in PostgreSQL dirty (rows written while the dataset's
+/// archive was off were never marked; a window whose files were lost is
+/// written again), for the archive's next pass; returns the windows marked
+/// (already dirty ones included).
+pub async fn mark_windows(
+    client: &Client,
+    d: &Dataset,
+    scope: &Scope,
+) -> Result<u64, ArchiveError> {
+    let params: [&(dyn ToSql + Sync); 4] = [&scope.site_id, &scope.from, &scope.to, &d.name];
+    let day_expr = format!("({} AT TIME ZONE 'UTC')::date", quote(&d.time_column));
+    Ok(client
+        .execute(
+            &format!(
+                "INSERT INTO dataset_archive_dirty (dataset, site_id, day) \
+                 SELECT $4::text, {site}, {day_expr} FROM {table} WHERE {} GROUP BY 2, 3 \
+                 ON CONFLICT (dataset, site_id, day) DO UPDATE SET marked_at = now()",
+                FILTER
+                    .replace("site_id", &quote(SITE_ID_COLUMN))
+                    .replace("{day}", &day_expr),
+                site = quote(SITE_ID_COLUMN),
+                table = quote(d.table()),
+            ),
+            &params,
+        )
+        .await?)
+}
+
 /// One line per live file of `dataset`: window, rows, bytes, path.
 pub async fn list(
     client: &Client,
