@@ -215,7 +215,9 @@ pub enum ArchiveCommand {
     /// Every window holding rows that are neither in a file nor queued
     /// (written before the archive was enabled, or while it was off) has
     /// its files rewritten whole from PostgreSQL. Safe to run again and
-    /// beside running archivers.
+    /// beside running archivers. With --dataset: every window of the
+    /// dataset holding rows is marked for the archive, which exports it
+    /// again from PostgreSQL once its day has ended.
     Backfill(WindowScope),
 }
 
@@ -231,6 +233,11 @@ pub struct WindowScope {
     /// Last day (YYYY-MM-DD, UTC), inclusive.
     #[arg(long)]
     pub to: Option<chrono::NaiveDate>,
+    /// A declared dataset's archive instead of miner telemetry's (`verify`
+    /// and `ls`): windows are ok, pending (changed since exported, or the
+    /// day not ended), MISSING or MISMATCH.
+    #[arg(long)]
+    pub dataset: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -429,6 +436,10 @@ pub struct ServeArgs {
     /// Archive windows (site, day) are compacted this long after their day ends.
     #[arg(long, env = "ADIT_ARCHIVE_COMPACT_AFTER", default_value_t = dur(defaults().archive_compact_after), help_heading = ARCHIVE)]
     pub archive_compact_after: humantime::Duration,
+    /// A dataset's archive window (site, day) is exported from PostgreSQL
+    /// this long after its day ends (again whenever its rows change later).
+    #[arg(long, env = "ADIT_ARCHIVE_DATASET_DELAY", default_value_t = dur(defaults().archive_dataset_delay), help_heading = ARCHIVE)]
+    pub archive_dataset_delay: humantime::Duration,
 
     /// How often the rollup worker looks for closed hours (0s: never;
     /// another process or `adit rollup run` does it).
@@ -571,6 +582,7 @@ impl ServeArgs {
         c.archive_url = self.archive_url;
         c.archive_flush_interval = self.archive_flush_interval.into();
         c.archive_compact_after = self.archive_compact_after.into();
+        c.archive_dataset_delay = self.archive_dataset_delay.into();
         c.migrate = !self.no_migrate;
         c.writer.workers = self.writers;
         c.writer.queue_capacity = self.queue_capacity;
@@ -635,7 +647,7 @@ mod tests {
         let want = ServeConfig::new("postgres://x/y");
         let show = |c: &ServeConfig| {
             format!(
-                "{} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {} {} {:?}",
+                "{} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {} {} {} {:?}",
                 c.listen,
                 c.limits,
                 c.rules,
@@ -647,6 +659,7 @@ mod tests {
                 c.key_cache_ttl,
                 c.archive_flush_interval.as_secs(),
                 c.archive_compact_after.as_secs(),
+                c.archive_dataset_delay.as_secs(),
                 c.tls,
             )
         };

@@ -29,6 +29,9 @@ pub struct ServeConfig {
     pub archive_url: Option<String>,
     pub archive_flush_interval: Duration,
     pub archive_compact_after: Duration,
+    /// A dataset's archive window (site, day) is exported this long after
+    /// its day ends.
+    pub archive_dataset_delay: Duration,
     /// Apply migrations at start.
     pub migrate: bool,
     pub writer: WriterConfig,
@@ -59,6 +62,7 @@ impl ServeConfig {
             archive_url: None,
             archive_flush_interval: Duration::from_secs(300),
             archive_compact_after: Duration::from_secs(7 * 86_400 + 3600),
+            archive_dataset_delay: Duration::from_secs(3600),
             migrate: true,
             limits: Limits::default(),
             rules: Rules::default(),
@@ -138,6 +142,8 @@ pub async fn run(
             let mut cfg = ArchiveConfig::new(url.clone(), config.database_url.clone());
             cfg.flush_interval = config.archive_flush_interval;
             cfg.compact_after = config.archive_compact_after;
+            cfg.dataset.delay = config.archive_dataset_delay;
+            cfg.datasets = Some(adit_dataset::Catalog::shipped()?);
             info!(archive_url = %url, flush_interval = ?cfg.flush_interval, "Archiving to Parquet.");
             Some(Archiver::spawn(cfg, archive))
         }

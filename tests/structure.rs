@@ -32,7 +32,9 @@ fn each_stage_depends_on_the_crates_the_readme_names() {
         ("types", &[]),
         ("dataset", &["adit-types"]),
         ("ingest", &["adit-types"]),
-        ("archive", &["adit-types"]),
+        // The dataset archive builds its files with the declarations'
+        // schemas (`adit_dataset::Declared`).
+        ("archive", &["adit-dataset", "adit-types"]),
         ("control", &["adit-types"]),
         ("rollup", &["adit-types"]),
         ("writer", &["adit-archive", "adit-types"]),

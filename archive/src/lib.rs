@@ -10,6 +10,7 @@
 //! sweeper. The queue row is the claim ticket that makes each batch land in
 //! exactly one recorded file (see `migrations/0003_archive.sql`).
 
+pub mod dataset;
 pub mod export;
 pub mod maintain;
 pub mod parquet;
@@ -77,6 +78,10 @@ pub struct ArchiveConfig {
     /// was cut short by a crash and is deleted. A file recorded before the
     /// writer was noted (migrations/0007) counts as such after this long.
     pub stale_writing: Duration,
+    /// The declared datasets: those with `archive = true` are exported per
+    /// closed day (see [`dataset`]); none when `None`.
+    pub datasets: Option<adit_dataset::Catalog>,
+    pub dataset: dataset::DatasetArchiveConfig,
 }
 
 impl ArchiveConfig {
@@ -89,6 +94,8 @@ impl ArchiveConfig {
             max_buffered_rows: 100_000,
             compact_after: Duration::from_secs(7 * 86_400 + 3600),
             stale_writing: Duration::from_secs(120),
+            datasets: None,
+            dataset: dataset::DatasetArchiveConfig::default(),
         }
     }
 }
@@ -149,6 +156,7 @@ pub struct Archiver {
     pub handle: ArchiveHandle,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    datasets: Option<dataset::DatasetArchiver>,
 }
 
 impl Archiver {
@@ -157,11 +165,20 @@ impl Archiver {
         let (tx, rx) = mpsc::channel(32);
         let (stop, stopped) = oneshot::channel();
         let stats = Arc::new(ArchiveStats::default());
+        let datasets = config.datasets.clone().and_then(|catalog| {
+            dataset::DatasetArchiver::spawn(
+                config.database_url.clone(),
+                archive.clone(),
+                catalog,
+                config.dataset.clone(),
+            )
+        });
         let task = tokio::spawn(run(config, archive, rx, stopped, stats.clone()));
         Self {
             handle: ArchiveHandle { tx, stats },
             stop,
             task,
+            datasets,
         }
     }
 
@@ -170,6 +187,9 @@ impl Archiver {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+        if let Some(datasets) = self.datasets {
+            datasets.shutdown().await;
+        }
     }
 }
 
@@ -183,7 +203,7 @@ struct Buffer {
     since: Instant,
 }
 
-async fn connect(url: &str) -> Client {
+pub(crate) async fn connect(url: &str) -> Client {
     let mut attempt = 0;
     loop {
         match adit_types::pg::connect(url).await {
