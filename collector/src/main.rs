@@ -35,19 +35,26 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed now, before
+/// the collector starts (its start may wait for adit), so a signal at any
+/// moment stops it cleanly instead of killing it.
+fn shutdown() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "SIGTERM not handled; stopping on SIGINT only.");
-            let _ = tokio::signal::ctrl_c().await;
+            (term, int) => {
+                let e = term.err().or(int.err()).map(|e| e.to_string());
+                tracing::warn!(error = ?e, "Signals not handled; stopping on ctrl-c only.");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

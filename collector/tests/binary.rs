@@ -168,3 +168,48 @@ async fn sigterm_stops_with_exit_0_and_the_spool_keeps_what_was_not_sent() {
     std::fs::remove_dir_all(&spool).unwrap();
     farm.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_adit_keeps_the_start_waiting_still_exits_0() {
+    // adit accepts and never answers: the start waits for its configuration.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let adit = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let spool = temp("spool-start");
+    let mut child = collector()
+        .args(["--adit-url", &adit, "--key", "k", "--miners", "127.0.0.1:1"])
+        .arg("--spool-dir")
+        .arg(&spool)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "still starting");
+    // SAFETY: signalling our own child by its id.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "collector did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean stop, not killed: {status:?}"
+    );
+    held.abort();
+    let _ = std::fs::remove_dir_all(&spool);
+}

@@ -90,6 +90,9 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(async move {
+        // Signals are caught from before the farm is announced: a SIGTERM
+        // sent as soon as the miners are listed still ends it cleanly.
+        let shutdown = shutdown_signal()?;
         let started = std::time::Instant::now();
         let farm = Farm::start(cfg)
             .await
@@ -115,31 +118,30 @@ fn main() -> anyhow::Result<()> {
                 println!("miner {} {} {:?} {:?} {}", m.index, m.addr, m.mode, m.shape, m.model);
             }
         }
-        shutdown_signal().await;
+        shutdown.await;
         farm.shutdown().await;
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Resolves on SIGINT (ctrl-c) or SIGTERM; the handlers are installed when
+/// this is called, not when it is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

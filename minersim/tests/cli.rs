@@ -79,3 +79,29 @@ fn a_dead_miner_refuses_connections() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn sigterm_as_soon_as_the_farm_is_announced_exits_cleanly() {
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_adit-minersim"))
+            .args(["--count", "2", "--base-port", "0", "--mode", "normal"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let head = lines.next().unwrap().unwrap();
+        assert!(head.starts_with("adit-minersim: 2 miners"), "{head}");
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "SIGTERM right after the listing: {status:?}"
+        );
+    }
+}

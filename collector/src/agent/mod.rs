@@ -350,7 +350,16 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// Runs a collector until `shutdown` resolves (the binary passes SIGTERM
 /// and SIGINT), then stops it as [`Agent::stop`] does.
 pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-    let agent = Agent::start(cfg).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // A stop asked for while the start still waits (for adit's
+    // configuration) ends it there: nothing is polled or spooled yet.
+    let agent = tokio::select! {
+        agent = Agent::start(cfg) => agent?,
+        () = &mut shutdown => {
+            info!("Stopped while starting.");
+            return Ok(());
+        }
+    };
     shutdown.await;
     info!("Shutting down: polling stops, the upload under way finishes, the spool keeps the rest.");
     agent.stop().await;
