@@ -53,6 +53,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_datasets",
         include_str!("../migrations/0011_datasets.sql"),
     ),
+    (
+        "0012_dataset_uploads",
+        include_str!("../migrations/0012_dataset_uploads.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

@@ -29,8 +29,10 @@ pub struct ServeConfig {
     pub archive_url: Option<String>,
     pub archive_flush_interval: Duration,
     pub archive_compact_after: Duration,
-    /// Apply migrations at start.
+    /// Apply migrations at start (the declared datasets' tables too).
     pub migrate: bool,
+    /// An operator's dataset declarations, beside the shipped ones.
+    pub datasets_dir: Option<std::path::PathBuf>,
     pub writer: WriterConfig,
     pub limits: Limits,
     pub rules: Rules,
@@ -60,6 +62,7 @@ impl ServeConfig {
             archive_flush_interval: Duration::from_secs(300),
             archive_compact_after: Duration::from_secs(7 * 86_400 + 3600),
             migrate: true,
+            datasets_dir: None,
             limits: Limits::default(),
             rules: Rules::default(),
             key_cache_ttl: Duration::from_secs(2),
@@ -126,9 +129,25 @@ pub async fn run(
         Ok(_) => {}
         Err(e) => warn!(error = %e, "Cannot read the open-file limit."),
     }
+    let catalog = adit_dataset::Catalog::load(config.datasets_dir.as_deref())?;
     let mut client = db::connect(&config.database_url).await?;
     if config.migrate {
-        crate::migrate::migrate(&mut client).await?;
+        let (_, datasets) = crate::migrate::migrate_with(&mut client, &catalog).await?;
+        for d in datasets {
+            match d {
+                crate::datasets::Applied::Created { dataset } => {
+                    info!(dataset, "Created a dataset's table.")
+                }
+                crate::datasets::Applied::Changed {
+                    dataset,
+                    statements,
+                } => info!(
+                    dataset,
+                    statements = statements.len(),
+                    "Applied a dataset's new declaration."
+                ),
+            }
+        }
     }
     let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
     partition::ensure_ahead(&client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await?;
@@ -195,6 +214,7 @@ pub async fn run(
         rate_limiter: Default::default(),
         budget: adit_server::limits::ByteBudget::new(config.limits.inflight_budget_bytes),
         control: control.clone(),
+        datasets: adit_server::datasets::Datasets::new(&catalog),
     });
     info!(
         listen = %listener.local_addr()?,

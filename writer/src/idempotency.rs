@@ -142,7 +142,7 @@ pub(crate) async fn claim(
             key_ids.push(u.key_id);
             keys.push(idem.key.as_str());
             hashes.push(&idem.body_digest[..]);
-            responses.push(u.summary.render(u64::from(u.processing_time_ms)));
+            responses.push(u.render());
             positions.push(i);
         }
     }
