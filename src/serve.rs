@@ -185,10 +185,12 @@ pub async fn run(
             failed: metrics.rollup_failed.clone(),
             failing: metrics.rollup_failing.clone(),
         };
+        let datasets = catalog.iter().map(|d| d.dataset().clone()).collect();
         tokio::spawn(roll_up(
             config.database_url.clone(),
             config.rollup.clone(),
             gauges,
+            datasets,
         ))
     });
 
@@ -314,9 +316,14 @@ struct RollupGauges {
     failing: Arc<AtomicU64>,
 }
 
-/// The rollup worker and retention, on a schedule, on their own connection
-/// (reopened after failures).
-async fn roll_up(url: String, cfg: adit_rollup::RollupConfig, gauges: RollupGauges) {
+/// The rollup worker and retention (of the declared `datasets` too), on a
+/// schedule, on their own connection (reopened after failures).
+async fn roll_up(
+    url: String,
+    cfg: adit_rollup::RollupConfig,
+    gauges: RollupGauges,
+    datasets: Vec<adit_types::dataset::Dataset>,
+) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut last_retention: Option<std::time::Instant> = None;
     loop {
@@ -347,16 +354,18 @@ async fn roll_up(url: String, cfg: adit_rollup::RollupConfig, gauges: RollupGaug
         }
         if last_retention.is_none_or(|t| t.elapsed() >= cfg.retention_interval) {
             last_retention = Some(std::time::Instant::now());
-            retain(c, &cfg, now).await;
+            retain(c, &cfg, &datasets, now).await;
         }
     }
 }
 
-/// Drops expired partitions and purges expired rows; failures are logged
-/// and retried at the next pass.
-async fn retain(
+/// Drops expired partitions (telemetry's and every declared dataset's)
+/// and purges expired rows; failures are logged and retried at the next
+/// pass.
+pub async fn retain(
     client: &tokio_postgres::Client,
     cfg: &adit_rollup::RollupConfig,
+    datasets: &[adit_types::dataset::Dataset],
     now: chrono::DateTime<chrono::Utc>,
 ) {
     for (table, days) in &cfg.retention_days {
@@ -364,6 +373,11 @@ async fn retain(
             adit_rollup::retention::drop_expired(client, table, *days, now.date_naive()).await
         {
             warn!(table, error = %e, "Retention failed; will retry.");
+        }
+    }
+    for d in datasets {
+        if let Err(e) = adit_rollup::retention::drop_expired_dataset(client, d, now).await {
+            warn!(dataset = %d.name, error = %e, "Dataset retention failed; will retry.");
         }
     }
     for (what, days) in &cfg.purge_days {

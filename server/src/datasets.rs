@@ -70,7 +70,9 @@ impl Datasets {
 
 /// The dataset name of an upload path (`/api/datasets/{name}/upload`).
 pub(crate) fn upload_path_name(path: &str) -> Option<&str> {
-    let name = path.strip_prefix("/api/datasets/")?.strip_suffix("/upload")?;
+    let name = path
+        .strip_prefix("/api/datasets/")?
+        .strip_suffix("/upload")?;
     (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 

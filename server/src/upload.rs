@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use adit_ingest::decode::{self, Encoding};
 use adit_dataset::BodyFormat;
+use adit_ingest::decode::{self, Encoding};
 use adit_ingest::Origin;
 use adit_types::{DatasetRows, Idempotency, Upload};
 use adit_writer::idempotency::{self, Claim};
@@ -243,7 +243,6 @@ fn decode_body(state: &State, raw: &[u8], origin: Origin, how: How<'_>) -> Resul
     })
 }
 
-
 /// Validates the body and waits until the writer has committed it.
 async fn write(
     state: &State,
@@ -279,7 +278,8 @@ async fn write(
     if let (Ack::Committed { .. }, Target::Dataset(entry)) = (&ack, how.target) {
         let m = &state.metrics;
         m.datasets.committed(entry.name(), accepted, rejected);
-        m.sites.committed_dataset(entry.name(), ctx.site_id, accepted);
+        m.sites
+            .committed_dataset(entry.name(), ctx.site_id, accepted);
     } else if matches!(ack, Ack::Committed { .. }) {
         let m = &state.metrics;
         m.rows_accepted.fetch_add(accepted, Ordering::Relaxed);
@@ -344,7 +344,11 @@ async fn write_once(
 
 /// The 200 body: byte for byte what the writer stored for a retry
 /// (`Upload::render`).
-fn render(target: Target<'_>, summary: adit_types::UploadSummary, processing_time_ms: u32) -> String {
+fn render(
+    target: Target<'_>,
+    summary: adit_types::UploadSummary,
+    processing_time_ms: u32,
+) -> String {
     let ms = u64::from(processing_time_ms);
     match target {
         Target::Telemetry => summary.render(ms),

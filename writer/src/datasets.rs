@@ -51,7 +51,10 @@ impl DatasetTables {
                 let at = DateTime::<Utc>::from_timestamp_micros(p.start_micros)
                     .expect("a partition start is in range");
                 client
-                    .execute(ENSURE_PARTITION_SQL, &[&d.table(), &d.partition.as_str(), &at])
+                    .execute(
+                        ENSURE_PARTITION_SQL,
+                        &[&d.table(), &d.partition.as_str(), &at],
+                    )
                     .await?;
                 self.partitions.insert(known);
             }

@@ -56,9 +56,10 @@ impl SiteCounters {
             .by_dataset_site
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        out.extend(by.iter().map(|((d, site), c)| {
-            (format!("{{dataset=\"{d}\",site_id=\"{site}\"}}"), *c)
-        }));
+        out.extend(
+            by.iter()
+                .map(|((d, site), c)| (format!("{{dataset=\"{d}\",site_id=\"{site}\"}}"), *c)),
+        );
         out
     }
 
