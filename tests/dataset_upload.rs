@@ -550,9 +550,9 @@ struct Serving {
 }
 
 impl Serving {
-    async fn start(db_url: &str, dir: &PathBuf) -> Self {
+    async fn start(db_url: &str, dir: &std::path::Path) -> Self {
         let mut config = ServeConfig::test_config(db_url.to_string());
-        config.datasets_dir = Some(dir.clone());
+        config.datasets_dir = Some(dir.to_path_buf());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
