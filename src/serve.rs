@@ -164,10 +164,14 @@ pub async fn run(
     };
     let mut writer_config = config.writer.clone();
     writer_config.archive = archiver.as_ref().map(|a| a.handle.clone());
+    let datasets: Vec<adit_types::dataset::Dataset> =
+        catalog.iter().map(|d| d.dataset().clone()).collect();
+    ensure_dataset_partitions(&client, &datasets, chrono::Utc::now()).await;
     let maintenance = tokio::spawn(maintain(
         config.database_url.clone(),
         config.maintenance_interval,
         client,
+        datasets.clone(),
     ));
     let metrics = adit_server::metrics::Metrics::default();
     if let Some(not_after) = config
@@ -185,7 +189,6 @@ pub async fn run(
             failed: metrics.rollup_failed.clone(),
             failing: metrics.rollup_failing.clone(),
         };
-        let datasets = catalog.iter().map(|d| d.dataset().clone()).collect();
         tokio::spawn(roll_up(
             config.database_url.clone(),
             config.rollup.clone(),
@@ -252,7 +255,12 @@ pub async fn run(
 /// than a day, every `interval`, on its own connection; a lost connection
 /// (PostgreSQL restarted, the backend terminated) is reopened, with a
 /// backoff from 1 s to [`RECONNECT_MAX`] while the database stays away.
-async fn maintain(url: String, interval: Duration, client: tokio_postgres::Client) {
+async fn maintain(
+    url: String,
+    interval: Duration,
+    client: tokio_postgres::Client,
+    datasets: Vec<adit_types::dataset::Dataset>,
+) {
     let mut client = Some(client);
     let mut attempt: u32 = 0;
     loop {
@@ -279,7 +287,7 @@ async fn maintain(url: String, interval: Duration, client: tokio_postgres::Clien
             }
         }
         let Some(c) = client.as_ref() else { continue };
-        tend(c).await;
+        tend(c, &datasets).await;
         attempt = if c.is_closed() {
             attempt.saturating_add(1)
         } else {
@@ -294,17 +302,47 @@ fn reconnect_delay(attempt: u32) -> Duration {
 }
 
 /// One round of maintenance; failures are logged and tried next round.
-async fn tend(client: &tokio_postgres::Client) {
+async fn tend(client: &tokio_postgres::Client, datasets: &[adit_types::dataset::Dataset]) {
     let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
     if let Err(e) =
         partition::ensure_ahead(client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await
     {
         warn!(error = %e, "Could not create partitions ahead.");
     }
+    ensure_dataset_partitions(client, datasets, chrono::Utc::now()).await;
     match adit_writer::idempotency::purge(client).await {
         Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
         Ok(_) => {}
         Err(e) => warn!(error = %DbErrorText(&e), "Could not expire idempotency keys."),
+    }
+}
+
+/// Creates each declared dataset's partition holding `now` and the next
+/// one, so writers rarely create one on demand; a failure (a table not
+/// migrated yet) is logged and tried next round.
+async fn ensure_dataset_partitions(
+    client: &tokio_postgres::Client,
+    datasets: &[adit_types::dataset::Dataset],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    for d in datasets {
+        let Some(this) = adit_dataset::Partition::of(d.partition, now.timestamp_micros()) else {
+            continue;
+        };
+        for start in [this.start_micros, this.end_micros] {
+            let at = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(start)
+                .expect("a partition start is in range");
+            let made = client
+                .execute(
+                    adit_dataset::ENSURE_PARTITION_SQL,
+                    &[&d.table(), &d.partition.as_str(), &at],
+                )
+                .await;
+            if let Err(e) = made {
+                warn!(dataset = %d.name, error = %DbErrorText(&e), "Could not create a dataset partition ahead.");
+                break;
+            }
+        }
     }
 }
 

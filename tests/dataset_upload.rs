@@ -744,6 +744,10 @@ async fn retention_drops_an_expired_dataset_partition_and_keeps_the_rest() {
         )
         .await
         .unwrap();
+    // Made ahead at start: the partition after today's.
+    let tomorrow = (Utc::now() + chrono::Duration::days(1)).format("%Y%m%d");
+    let q = format!("SELECT to_regclass('metrics_aggregated_p{tomorrow}') IS NOT NULL");
+    assert_eq!(texts(&server.db, &q).await, [["t"]]);
     let catalog = adit_dataset::Catalog::shipped().unwrap();
     let datasets: Vec<_> = catalog.iter().map(|d| d.dataset().clone()).collect();
     let cfg = adit_rollup::RollupConfig::default();
