@@ -492,6 +492,17 @@ async fn an_idempotency_key_replay_answers_the_first_answer_and_writes_nothing()
     );
     assert_eq!(server.count("SELECT count(*) FROM ingest_rejects").await, 1);
     assert_eq!(server.count("SELECT count(*) FROM upload_log").await, 1);
+    // The same key and body for another dataset is a conflict, not the
+    // other dataset's answer.
+    let (status, _, conflict) = post(
+        server.addr,
+        &key,
+        "strategy_executions",
+        body.clone(),
+        &idem,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{conflict}");
     // Scoped to the collector key: another key's same Idempotency-Key writes.
     let key2 = server.key(9).await;
     let (status, _, _) = post(server.addr, &key2, "metrics_aggregated", body, &idem).await;

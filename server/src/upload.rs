@@ -302,7 +302,10 @@ async fn write_once(
     idem_key: String,
     how: How<'_>,
 ) -> Result<String> {
-    let body_digest = idempotency::body_digest(raw);
+    let body_digest = match how.target {
+        Target::Telemetry => idempotency::body_digest(raw),
+        Target::Dataset(entry) => idempotency::dataset_body_digest(entry.name(), raw),
+    };
     // Each round either answers or learns that someone else committed the
     // key meanwhile, in which case the next lookup finds it.
     for _ in 0..3 {
@@ -315,7 +318,11 @@ async fn write_once(
         };
         let client = crate::auth::pooled(&state.pool, crate::auth::POOL_WAIT).await?;
         if let Some(stored) = idempotency::lookup(&client, ctx.key.id, &idem_key).await? {
-            if stored.same_body(raw) {
+            let same = match how.target {
+                Target::Telemetry => stored.same_body(raw),
+                Target::Dataset(_) => stored.body_digest == body_digest,
+            };
+            if same {
                 debug!(
                     site_id = ctx.site_id,
                     "Answered a retry from the idempotency store."
