@@ -334,6 +334,10 @@ pub struct ServeArgs {
     /// Do not apply migrations at start.
     #[arg(long, env = "ADIT_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// A directory of dataset declarations (`<name>.toml`) taken beside
+    /// the shipped ones (and migrated at start unless --no-migrate).
+    #[arg(long, env = "ADIT_DATASETS_DIR", value_name = "DIR")]
+    pub datasets_dir: Option<std::path::PathBuf>,
 
     /// Address to listen on.
     #[arg(long, env = "ADIT_LISTEN", default_value_t = defaults().listen, help_heading = NETWORK)]
@@ -584,6 +588,7 @@ impl ServeArgs {
         c.archive_compact_after = self.archive_compact_after.into();
         c.archive_dataset_delay = self.archive_dataset_delay.into();
         c.migrate = !self.no_migrate;
+        c.datasets_dir = self.datasets_dir;
         c.writer.workers = self.writers;
         c.writer.queue_capacity = self.queue_capacity;
         c.writer.batch.max_rows = self.batch_max_rows;

@@ -54,6 +54,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0011_datasets.sql"),
     ),
     (
+        "0012_dataset_uploads",
+        include_str!("../migrations/0012_dataset_uploads.sql"),
+    ),
+    (
         "0013_dataset_archive",
         include_str!("../migrations/0013_dataset_archive.sql"),
     ),

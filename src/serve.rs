@@ -32,8 +32,10 @@ pub struct ServeConfig {
     /// A dataset's archive window (site, day) is exported this long after
     /// its day ends.
     pub archive_dataset_delay: Duration,
-    /// Apply migrations at start.
+    /// Apply migrations at start (the declared datasets' tables too).
     pub migrate: bool,
+    /// An operator's dataset declarations, beside the shipped ones.
+    pub datasets_dir: Option<std::path::PathBuf>,
     pub writer: WriterConfig,
     pub limits: Limits,
     pub rules: Rules,
@@ -64,6 +66,7 @@ impl ServeConfig {
             archive_compact_after: Duration::from_secs(7 * 86_400 + 3600),
             archive_dataset_delay: Duration::from_secs(3600),
             migrate: true,
+            datasets_dir: None,
             limits: Limits::default(),
             rules: Rules::default(),
             key_cache_ttl: Duration::from_secs(2),
@@ -130,9 +133,25 @@ pub async fn run(
         Ok(_) => {}
         Err(e) => warn!(error = %e, "Cannot read the open-file limit."),
     }
+    let catalog = adit_dataset::Catalog::load(config.datasets_dir.as_deref())?;
     let mut client = db::connect(&config.database_url).await?;
     if config.migrate {
-        crate::migrate::migrate(&mut client).await?;
+        let (_, datasets) = crate::migrate::migrate_with(&mut client, &catalog).await?;
+        for d in datasets {
+            match d {
+                crate::datasets::Applied::Created { dataset } => {
+                    info!(dataset, "Created a dataset's table.")
+                }
+                crate::datasets::Applied::Changed {
+                    dataset,
+                    statements,
+                } => info!(
+                    dataset,
+                    statements = statements.len(),
+                    "Applied a dataset's new declaration."
+                ),
+            }
+        }
     }
     let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
     partition::ensure_ahead(&client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await?;
@@ -143,7 +162,7 @@ pub async fn run(
             cfg.flush_interval = config.archive_flush_interval;
             cfg.compact_after = config.archive_compact_after;
             cfg.dataset.delay = config.archive_dataset_delay;
-            cfg.datasets = Some(adit_dataset::Catalog::shipped()?);
+            cfg.datasets = Some(catalog.clone());
             info!(archive_url = %url, flush_interval = ?cfg.flush_interval, "Archiving to Parquet.");
             Some(Archiver::spawn(cfg, archive))
         }
@@ -151,10 +170,14 @@ pub async fn run(
     };
     let mut writer_config = config.writer.clone();
     writer_config.archive = archiver.as_ref().map(|a| a.handle.clone());
+    let datasets: Vec<adit_types::dataset::Dataset> =
+        catalog.iter().map(|d| d.dataset().clone()).collect();
+    ensure_dataset_partitions(&client, &datasets, chrono::Utc::now()).await;
     let maintenance = tokio::spawn(maintain(
         config.database_url.clone(),
         config.maintenance_interval,
         client,
+        datasets.clone(),
     ));
     let metrics = adit_server::metrics::Metrics::default();
     if let Some(not_after) = config
@@ -176,6 +199,7 @@ pub async fn run(
             config.database_url.clone(),
             config.rollup.clone(),
             gauges,
+            datasets,
         ))
     });
 
@@ -201,6 +225,7 @@ pub async fn run(
         rate_limiter: Default::default(),
         budget: adit_server::limits::ByteBudget::new(config.limits.inflight_budget_bytes),
         control: control.clone(),
+        datasets: adit_server::datasets::Datasets::new(&catalog),
     });
     info!(
         listen = %listener.local_addr()?,
@@ -236,7 +261,12 @@ pub async fn run(
 /// than a day, every `interval`, on its own connection; a lost connection
 /// (PostgreSQL restarted, the backend terminated) is reopened, with a
 /// backoff from 1 s to [`RECONNECT_MAX`] while the database stays away.
-async fn maintain(url: String, interval: Duration, client: tokio_postgres::Client) {
+async fn maintain(
+    url: String,
+    interval: Duration,
+    client: tokio_postgres::Client,
+    datasets: Vec<adit_types::dataset::Dataset>,
+) {
     let mut client = Some(client);
     let mut attempt: u32 = 0;
     loop {
@@ -263,7 +293,7 @@ async fn maintain(url: String, interval: Duration, client: tokio_postgres::Clien
             }
         }
         let Some(c) = client.as_ref() else { continue };
-        tend(c).await;
+        tend(c, &datasets).await;
         attempt = if c.is_closed() {
             attempt.saturating_add(1)
         } else {
@@ -278,17 +308,47 @@ fn reconnect_delay(attempt: u32) -> Duration {
 }
 
 /// One round of maintenance; failures are logged and tried next round.
-async fn tend(client: &tokio_postgres::Client) {
+async fn tend(client: &tokio_postgres::Client, datasets: &[adit_types::dataset::Dataset]) {
     let today = adit_types::day_of(chrono::Utc::now().timestamp_micros());
     if let Err(e) =
         partition::ensure_ahead(client, today, PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS).await
     {
         warn!(error = %e, "Could not create partitions ahead.");
     }
+    ensure_dataset_partitions(client, datasets, chrono::Utc::now()).await;
     match adit_writer::idempotency::purge(client).await {
         Ok(n) if n > 0 => info!(removed = n, "Forgot expired idempotency keys."),
         Ok(_) => {}
         Err(e) => warn!(error = %DbErrorText(&e), "Could not expire idempotency keys."),
+    }
+}
+
+/// Creates each declared dataset's partition holding `now` and the next
+/// one, so writers rarely create one on demand; a failure (a table not
+/// migrated yet) is logged and tried next round.
+async fn ensure_dataset_partitions(
+    client: &tokio_postgres::Client,
+    datasets: &[adit_types::dataset::Dataset],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    for d in datasets {
+        let Some(this) = adit_dataset::Partition::of(d.partition, now.timestamp_micros()) else {
+            continue;
+        };
+        for start in [this.start_micros, this.end_micros] {
+            let at = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(start)
+                .expect("a partition start is in range");
+            let made = client
+                .execute(
+                    adit_dataset::ENSURE_PARTITION_SQL,
+                    &[&d.table(), &d.partition.as_str(), &at],
+                )
+                .await;
+            if let Err(e) = made {
+                warn!(dataset = %d.name, error = %DbErrorText(&e), "Could not create a dataset partition ahead.");
+                break;
+            }
+        }
     }
 }
 
@@ -300,9 +360,14 @@ struct RollupGauges {
     failing: Arc<AtomicU64>,
 }
 
-/// The rollup worker and retention, on a schedule, on their own connection
-/// (reopened after failures).
-async fn roll_up(url: String, cfg: adit_rollup::RollupConfig, gauges: RollupGauges) {
+/// The rollup worker and retention (of the declared `datasets` too), on a
+/// schedule, on their own connection (reopened after failures).
+async fn roll_up(
+    url: String,
+    cfg: adit_rollup::RollupConfig,
+    gauges: RollupGauges,
+    datasets: Vec<adit_types::dataset::Dataset>,
+) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut last_retention: Option<std::time::Instant> = None;
     loop {
@@ -333,16 +398,18 @@ async fn roll_up(url: String, cfg: adit_rollup::RollupConfig, gauges: RollupGaug
         }
         if last_retention.is_none_or(|t| t.elapsed() >= cfg.retention_interval) {
             last_retention = Some(std::time::Instant::now());
-            retain(c, &cfg, now).await;
+            retain(c, &cfg, &datasets, now).await;
         }
     }
 }
 
-/// Drops expired partitions and purges expired rows; failures are logged
-/// and retried at the next pass.
-async fn retain(
+/// Drops expired partitions (telemetry's and every declared dataset's)
+/// and purges expired rows; failures are logged and retried at the next
+/// pass.
+pub async fn retain(
     client: &tokio_postgres::Client,
     cfg: &adit_rollup::RollupConfig,
+    datasets: &[adit_types::dataset::Dataset],
     now: chrono::DateTime<chrono::Utc>,
 ) {
     for (table, days) in &cfg.retention_days {
@@ -350,6 +417,11 @@ async fn retain(
             adit_rollup::retention::drop_expired(client, table, *days, now.date_naive()).await
         {
             warn!(table, error = %e, "Retention failed; will retry.");
+        }
+    }
+    for d in datasets {
+        if let Err(e) = adit_rollup::retention::drop_expired_dataset(client, d, now).await {
+            warn!(dataset = %d.name, error = %e, "Dataset retention failed; will retry.");
         }
     }
     for (what, days) in &cfg.purge_days {

@@ -13,6 +13,7 @@ const DOC: &str = include_str!("../openapi.json");
 /// everything else under `/api/collector/` is `adit_control::ROUTES`.
 const FRONT_DOOR: &[(&str, &str)] = &[
     ("POST", "/api/collector/upload"),
+    ("POST", "/api/datasets/{name}/upload"),
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),

@@ -36,13 +36,14 @@ fn each_stage_depends_on_the_crates_the_readme_names() {
         // schemas (`adit_dataset::Declared`).
         ("archive", &["adit-dataset", "adit-types"]),
         ("control", &["adit-types"]),
-        ("rollup", &["adit-types"]),
-        ("writer", &["adit-archive", "adit-types"]),
+        ("rollup", &["adit-dataset", "adit-types"]),
+        ("writer", &["adit-archive", "adit-dataset", "adit-types"]),
         (
             "server",
             &[
                 "adit-archive",
                 "adit-control",
+                "adit-dataset",
                 "adit-ingest",
                 "adit-types",
                 "adit-writer",

@@ -2,7 +2,7 @@
 //! one reused buffer: `site_id`, the declared columns in declaration order,
 //! then `extra` — the list [`crate::ddl::copy_columns`] names.
 
-use adit_types::dataset::ColumnType;
+use adit_types::dataset::{ColumnType, Dataset};
 use adit_types::PG_EPOCH_OFFSET_MICROS;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -135,7 +135,12 @@ impl<'a> Col<'a> {
 /// Appends every row of `batch` (a batch [`crate::decode()`] made for
 /// `d`) with `site_id`, as binary COPY tuples.
 pub fn encode_batch(buf: &mut BytesMut, d: &Declared, site_id: i32, batch: &RecordBatch) {
-    let declared = &d.dataset().columns;
+    encode_rows(buf, d.dataset(), site_id, batch);
+}
+
+/// [`encode_batch`] from the declaration alone (what the writer holds).
+pub fn encode_rows(buf: &mut BytesMut, d: &Dataset, site_id: i32, batch: &RecordBatch) {
+    let declared = &d.columns;
     let fields = (declared.len() + 2) as i16;
     let mut cols: Vec<Col<'_>> = declared
         .iter()

@@ -44,6 +44,7 @@ pub fn upload(raw: &[u8], origin: Origin, rules: &validate::Rules) -> Result<Upl
         received_at: origin.received_at,
         received_at_micros: origin.received_at_micros,
         samples: parsed.samples,
+        dataset: None,
         rejects: parsed.rejects,
         summary: parsed.summary,
         idempotency: origin.idempotency,

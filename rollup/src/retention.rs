@@ -1,5 +1,7 @@
 //! Retention drops whole daily partitions once every row in them is past
-//! its age: a partition for day D goes when D + 1 ≤ today − keep_days.
+//! its age: a partition for day D goes when D + 1 ≤ today − keep_days. A
+//! declared dataset's partitions (a day, a week or a month) go the same
+//! way once their end is older than the dataset's retention.
 //! Partitions are detached CONCURRENTLY (no lock that blocks inserts into
 //! other partitions) under a short lock_timeout, then dropped; a drop that
 //! cannot get its lock is retried at the next round.
@@ -10,6 +12,8 @@
 //! most `max_batches` of them per table (the rest waits for the next pass),
 //! so a purge never holds a long lock or a long transaction.
 
+use adit_dataset::Partition;
+use adit_types::dataset::Dataset;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -179,6 +183,35 @@ pub async fn drop_expired(
     keep_days: i32,
     today: NaiveDate,
 ) -> Result<Vec<String>> {
+    drop_partitions(client, table, |name| {
+        partition_day(table, name).map(|day| is_expired(day, today, keep_days))
+    })
+    .await
+}
+
+/// Drops the partitions of dataset `d`'s table whose every row is older
+/// than its retention at `now` (whole days, weeks or months, as it is
+/// partitioned); returns their names.
+pub async fn drop_expired_dataset(
+    client: &Client,
+    d: &Dataset,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let now_micros = now.timestamp_micros();
+    drop_partitions(client, d.table(), |name| {
+        Partition::from_name(d.partition, d.table(), name)
+            .map(|p| p.is_expired(now_micros, d.retention))
+    })
+    .await
+}
+
+/// Detaches and drops each partition of `table` that `expired` says is
+/// (`None`: a partition adit did not name, left alone).
+async fn drop_partitions(
+    client: &Client,
+    table: &str,
+    expired: impl Fn(&str) -> Option<bool>,
+) -> Result<Vec<String>> {
     let parts = client
         .query(
             "SELECT c.relname::text, i.inhdetachpending FROM pg_inherits i \
@@ -191,26 +224,27 @@ pub async fn drop_expired(
     client.batch_execute("SET lock_timeout = '2s'").await?;
     for row in parts {
         let (name, pending): (String, bool) = (row.get(0), row.get(1));
-        let Some(day) = partition_day(table, &name) else {
+        let Some(expired) = expired(&name) else {
             warn!(partition = %name, "Skipping a partition adit did not name.");
             continue;
         };
-        if !is_expired(day, today, keep_days) {
+        if !expired {
             continue;
         }
+        let (qtable, qname) = (quote(table), quote(&name));
         let detach = if pending {
-            format!("ALTER TABLE {table} DETACH PARTITION {name} FINALIZE")
+            format!("ALTER TABLE {qtable} DETACH PARTITION {qname} FINALIZE")
         } else {
-            format!("ALTER TABLE {table} DETACH PARTITION {name} CONCURRENTLY")
+            format!("ALTER TABLE {qtable} DETACH PARTITION {qname} CONCURRENTLY")
         };
         let result = async {
             client.batch_execute(&detach).await?;
-            client.batch_execute(&format!("DROP TABLE {name}")).await
+            client.batch_execute(&format!("DROP TABLE {qname}")).await
         }
         .await;
         match result {
             Ok(()) => {
-                info!(partition = %name, keep_days, "Dropped an expired partition.");
+                info!(partition = %name, "Dropped an expired partition.");
                 dropped.push(name);
             }
             Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
@@ -224,6 +258,11 @@ pub async fn drop_expired(
     }
     client.batch_execute("RESET lock_timeout").await?;
     Ok(dropped)
+}
+
+/// `"name"`: an identifier quoted.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use hyper::{Response, StatusCode};
 use serde_json::Value;
 
 use adit_control::ControlError;
+use adit_dataset::Error as DatasetError;
 use adit_ingest::Error as IngestError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,6 +69,9 @@ pub enum Error {
     /// The control plane refused or failed a request.
     #[error("{}", .0.client_message())]
     Control(#[from] ControlError),
+    /// The dataset engine refused a dataset upload whole.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
 }
 
 /// Seconds a client should wait before retrying a 503.
@@ -116,6 +120,17 @@ impl Error {
                 | ControlError::InvalidTransition { .. } => StatusCode::CONFLICT,
                 ControlError::Database { .. } => StatusCode::SERVICE_UNAVAILABLE,
             },
+            Self::Dataset(e) => match e {
+                DatasetError::UnknownDataset { .. } => StatusCode::NOT_FOUND,
+                DatasetError::MalformedJson { .. } | DatasetError::TooDeep { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+                DatasetError::TooManyRows { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                DatasetError::InvalidDeclaration { .. }
+                | DatasetError::DatasetsDir { .. }
+                | DatasetError::UnsafeChange { .. }
+                | DatasetError::Arrow(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -161,6 +176,17 @@ impl Error {
                 ControlError::VersionExists { .. } => "version_exists",
                 ControlError::InvalidTransition { .. } => "invalid_transition",
                 ControlError::Database { .. } => "database_unavailable",
+            },
+            Self::Dataset(e) => match e {
+                DatasetError::UnknownDataset { .. } => "unknown_dataset",
+                DatasetError::MalformedJson { .. } | DatasetError::TooDeep { .. } => {
+                    "malformed_json"
+                }
+                DatasetError::TooManyRows { .. } => "payload_too_large",
+                DatasetError::InvalidDeclaration { .. }
+                | DatasetError::DatasetsDir { .. }
+                | DatasetError::UnsafeChange { .. }
+                | DatasetError::Arrow(_) => "internal_error",
             },
         }
     }

@@ -3,7 +3,7 @@
 //! [`listen::run`] accepts connections (TLS, connection and header limits)
 //! and hands each request to [`handle`], a plain function of a request and
 //! the [`State`] (most tests call it in-process). Routing is in [`routes`]:
-//! uploads ([`upload`]) are authenticated by their collector key
+//! uploads ([`upload`]: telemetry, and the declared [`datasets`]) are authenticated by their collector key
 //! ([`auth`]), read within limits ([`body`], [`limits`]), turned into a
 //! typed upload by the ingest stage and answered once the writer has
 //! committed them; control-plane requests ([`control`]) are authenticated
@@ -16,6 +16,7 @@ pub mod auth;
 pub mod body;
 pub mod cert;
 pub mod control;
+pub mod datasets;
 mod error;
 pub mod limits;
 pub mod listen;
@@ -102,6 +103,8 @@ pub struct State {
     pub archive: Option<std::sync::Arc<adit_archive::ArchiveStats>>,
     /// Commands, heartbeats, live state, alerts and the read API.
     pub control: adit_control::Control,
+    /// The declared datasets taking uploads at `/api/datasets/{name}/upload`.
+    pub datasets: crate::datasets::Datasets,
 }
 
 /// The client's address, put in each request's extensions by the listener.

@@ -11,7 +11,9 @@ use adit_archive::ArchiveStats;
 use adit_control::live::LiveStats;
 use adit_writer::WriterHandle;
 
+mod datasets;
 mod sites;
+pub use datasets::{DatasetCount, DatasetCounters};
 pub use sites::{SiteCount, SiteCounters, TELEMETRY_DATASET};
 
 /// Statuses counted separately; anything else is "other".
@@ -43,6 +45,8 @@ pub struct Metrics {
     pub rollup_failing: Arc<AtomicU64>,
     /// Committed uploads and rows per site.
     pub sites: SiteCounters,
+    /// Declared datasets' uploads and rows (`adit_dataset_*`).
+    pub datasets: DatasetCounters,
     /// `notAfter` of the served TLS certificate (Unix seconds); 0 when
     /// serving plain HTTP, and then not exported.
     pub tls_not_after_s: AtomicU64,
@@ -86,6 +90,7 @@ impl Metrics {
         }
         self.render_rollup(&mut e);
         self.render_sites(&mut e);
+        self.render_datasets(&mut e);
         let not_after = get(&self.tls_not_after_s);
         if not_after > 0 {
             e.metric(
@@ -182,11 +187,11 @@ impl Metrics {
 
     /// Committed uploads and rows per site (and dataset).
     fn render_sites(&self, e: &mut Exposition) {
-        let snapshot = self.sites.snapshot();
+        let snapshot = self.sites.labelled();
         let series = |f: fn(&SiteCount) -> u64| -> Vec<(String, f64)> {
             snapshot
                 .iter()
-                .map(|(site, c)| (SiteCounters::labels(*site), f(c) as f64))
+                .map(|(labels, c)| (labels.clone(), f(c) as f64))
                 .collect()
         };
         e.metric(
@@ -200,6 +205,52 @@ impl Metrics {
             "counter",
             "Rows committed, by dataset and site (sites that uploaded since start).",
             &series(|c| c.rows),
+        );
+    }
+
+    /// Declared datasets' uploads by status and rows, by dataset.
+    fn render_datasets(&self, e: &mut Exposition) {
+        let snapshot = self.datasets.snapshot();
+        let uploads: Vec<(String, f64)> = snapshot
+            .iter()
+            .flat_map(|(d, c)| {
+                c.uploads.iter().map(move |(status, n)| {
+                    (
+                        format!("{{dataset=\"{d}\",status=\"{status}\"}}"),
+                        *n as f64,
+                    )
+                })
+            })
+            .collect();
+        let per = |f: fn(&DatasetCount) -> f64| -> Vec<(String, f64)> {
+            snapshot
+                .iter()
+                .map(|(d, c)| (format!("{{dataset=\"{d}\"}}"), f(c)))
+                .collect()
+        };
+        e.metric(
+            "adit_dataset_uploads_total",
+            "counter",
+            "Dataset uploads answered, by dataset and HTTP status.",
+            &uploads,
+        );
+        e.metric(
+            "adit_dataset_rows_accepted_total",
+            "counter",
+            "Dataset rows committed to PostgreSQL, by dataset.",
+            &per(|c| c.rows_accepted as f64),
+        );
+        e.metric(
+            "adit_dataset_rows_rejected_total",
+            "counter",
+            "Dataset rows refused by validation, by dataset.",
+            &per(|c| c.rows_rejected as f64),
+        );
+        e.metric(
+            "adit_dataset_upload_duration_seconds_sum",
+            "counter",
+            "Time from request to answer of dataset uploads, summed, by dataset.",
+            &per(|c| c.latency_sum_us as f64 / 1e6),
         );
     }
 

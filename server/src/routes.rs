@@ -32,6 +32,16 @@ where
             state.metrics.upload(status.as_u16(), started.elapsed());
             result
         }
+        (method, path) if crate::datasets::upload_path_name(path).is_some() => {
+            let name = crate::datasets::upload_path_name(path)
+                .expect("just matched")
+                .to_string();
+            if method == Method::POST {
+                crate::upload::dataset_upload(req, state, &name).await
+            } else {
+                Err(Error::MethodNotAllowed)
+            }
+        }
         (&Method::GET, "/metrics") => {
             let text = state.metrics.render(
                 &state.writer,

@@ -385,26 +385,40 @@ impl DatasetSummary {
     /// The 200 answer of a dataset upload, byte for byte what a retry with
     /// the same Idempotency-Key gets back.
     pub fn render(&self, processing_time_ms: u64) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::with_capacity(96 + self.errors.len() * 96);
-        let _ = write!(
-            out,
-            r#"{{"success":true,"data":{{"processed":{},"rejected":{},"processing_time_ms":{},"errors":["#,
-            self.processed, self.rejected, processing_time_ms
-        );
-        for (i, e) in self.errors.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, r#"{{"index":{},"field":"#, e.index);
-            crate::push_json_string(&mut out, &e.field);
-            out.push_str(r#","reason":"#);
-            crate::push_json_string(&mut out, &e.reason);
-            out.push('}');
-        }
-        out.push_str("]}}");
-        out
+        render_answer(
+            self.processed,
+            self.rejected,
+            processing_time_ms,
+            &self.errors,
+        )
     }
+}
+
+/// The 200 answer of a dataset upload from its counts.
+pub fn render_answer(
+    processed: u32,
+    rejected: u32,
+    processing_time_ms: u64,
+    errors: &[crate::RowError],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(96 + errors.len() * 96);
+    let _ = write!(
+        out,
+        r#"{{"success":true,"data":{{"processed":{processed},"rejected":{rejected},"processing_time_ms":{processing_time_ms},"errors":["#
+    );
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, r#"{{"index":{},"field":"#, e.index);
+        crate::push_json_string(&mut out, &e.field);
+        out.push_str(r#","reason":"#);
+        crate::push_json_string(&mut out, &e.reason);
+        out.push('}');
+    }
+    out.push_str("]}}");
+    out
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub mod pg;
 mod upload;
 
 pub use upload::{
-    parse_idempotency_key, CommitObserver, Idempotency, Upload, IDEMPOTENCY_LIFETIME,
+    parse_idempotency_key, CommitObserver, DatasetRows, Idempotency, Upload, IDEMPOTENCY_LIFETIME,
     MAX_IDEMPOTENCY_KEY_LEN,
 };
 
@@ -159,6 +159,16 @@ impl UploadSummary {
         }
         out.push_str("]}}");
         out
+    }
+
+    /// The 200 answer of a dataset upload (no online/offline).
+    pub fn render_dataset(&self, processing_time_ms: u64) -> String {
+        dataset::render_answer(
+            self.processed,
+            self.rejected,
+            processing_time_ms,
+            &self.errors,
+        )
     }
 }
 

@@ -1,8 +1,12 @@
 //! The upload that crosses from the front door to the writer, and the
 //! Idempotency-Key it may carry.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
+
+use crate::dataset::Dataset;
 use crate::{Reject, Sample, UploadSummary};
 
 /// One validated upload, ready to be written.
@@ -16,7 +20,11 @@ pub struct Upload {
     pub received_at: Instant,
     /// The same moment on the wall clock, Unix microseconds.
     pub received_at_micros: i64,
+    /// Miner telemetry rows (empty for a dataset upload).
     pub samples: Vec<Sample>,
+    /// A declared dataset's rows, instead of telemetry samples: boxed so a
+    /// telemetry upload carries one empty pointer and nothing else.
+    pub dataset: Option<Box<DatasetRows>>,
     pub rejects: Vec<Reject>,
     pub summary: UploadSummary,
     pub idempotency: Option<Idempotency>,
@@ -37,6 +45,7 @@ impl Upload {
             received_at: Instant::now(),
             received_at_micros: 0,
             samples: Vec::new(),
+            dataset: None,
             rejects: Vec::new(),
             summary: UploadSummary::default(),
             idempotency: None,
@@ -45,6 +54,40 @@ impl Upload {
             processing_time_ms: 0,
         }
     }
+}
+
+impl Upload {
+    /// Rows accepted: samples, or the dataset batch's rows.
+    pub fn rows(&self) -> usize {
+        match &self.dataset {
+            None => self.samples.len(),
+            Some(d) => d.batch.num_rows(),
+        }
+    }
+
+    /// The dataset's name, `None` for miner telemetry.
+    pub fn dataset_name(&self) -> Option<&str> {
+        self.dataset.as_ref().map(|d| d.dataset.name.as_str())
+    }
+
+    /// The 200 answer, byte for byte what an Idempotency-Key retry gets:
+    /// telemetry's shape, or a dataset's (no online/offline).
+    pub fn render(&self) -> String {
+        let ms = u64::from(self.processing_time_ms);
+        match self.dataset {
+            None => self.summary.render(ms),
+            Some(_) => self.summary.render_dataset(ms),
+        }
+    }
+}
+
+/// The accepted rows of a dataset upload: the declaration they were
+/// decoded for and one Arrow batch of its schema (declared columns, then
+/// `extra`; `site_id` comes from the upload).
+#[derive(Debug, Clone)]
+pub struct DatasetRows {
+    pub dataset: Arc<Dataset>,
+    pub batch: RecordBatch,
 }
 
 /// Something that wants committed samples (and nothing uncommitted): the

@@ -61,7 +61,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn push(&mut self, p: Pending, now: Instant) {
-        self.rows += p.upload.samples.len() + p.upload.rejects.len();
+        self.rows += p.upload.rows() + p.upload.rejects.len();
         self.bytes += p.upload.bytes_raw as usize;
         self.started.get_or_insert(now);
         self.pending.push(p);

@@ -16,6 +16,9 @@ const COPY_FIELD_COUNT: i16 = 37;
 pub const REJECT_COLUMNS: &str =
     "received_at, site_id, key_id, upload_id, row_index, field, reason, raw";
 const REJECT_FIELD_COUNT: i16 = 8;
+/// [`REJECT_COLUMNS`] and the dataset, as [`encode_dataset_reject`] writes.
+pub const DATASET_REJECT_COLUMNS: &str =
+    "received_at, site_id, key_id, upload_id, row_index, field, reason, raw, dataset";
 
 const OID_INT2: u32 = 21;
 const OID_INT4: u32 = 23;
@@ -129,6 +132,21 @@ pub fn encode_reject(buf: &mut BytesMut, origin: RejectOrigin, r: &Reject) {
     text(buf, Some(&r.error.field));
     text(buf, Some(&r.error.reason));
     text(buf, Some(&r.raw_json));
+}
+
+/// Appends one `ingest_rejects` row of a dataset upload (columns
+/// [`DATASET_REJECT_COLUMNS`]).
+pub fn encode_dataset_reject(buf: &mut BytesMut, origin: RejectOrigin, r: &Reject, dataset: &str) {
+    buf.put_i16(REJECT_FIELD_COUNT + 1);
+    timestamptz(buf, origin.received_at_micros);
+    int4(buf, Some(origin.site_id));
+    int4(buf, Some(origin.key_id));
+    int8(buf, Some(origin.upload_id));
+    int4(buf, Some(r.error.index as i32));
+    text(buf, Some(&r.error.field));
+    text(buf, Some(&r.error.reason));
+    text(buf, Some(&r.raw_json));
+    text(buf, Some(dataset));
 }
 
 fn null(buf: &mut BytesMut) {

@@ -1,6 +1,7 @@
 //! One flush: a batch of uploads becomes one transaction — idempotency
-//! claims, one binary COPY per day partition, the rejects, the upload log —
-//! and nobody hears "committed" before COMMIT returns.
+//! claims, one binary COPY per day partition, the dataset rows
+//! ([`crate::datasets`]), the rejects, the upload log — and nobody hears
+//! "committed" before COMMIT returns.
 
 use std::collections::{BTreeMap, HashSet};
 use std::pin::pin;
@@ -10,7 +11,8 @@ use chrono::{DateTime, Utc};
 use futures_util::SinkExt;
 use tokio_postgres::Client;
 
-use crate::copy::{self, RejectOrigin, COPY_COLUMNS, REJECT_COLUMNS};
+use crate::copy::{self, RejectOrigin, COPY_COLUMNS, DATASET_REJECT_COLUMNS, REJECT_COLUMNS};
+use crate::datasets::DatasetTables;
 use crate::dirty::{self, DirtyMarks};
 use crate::idempotency;
 use crate::partition::{DayPartition, PartitionCache, Partitioned};
@@ -54,6 +56,7 @@ impl From<tokio_postgres::Error> for FlushFailure {
 #[derive(Debug, Default)]
 pub struct Tables {
     pub partitions: PartitionCache,
+    pub datasets: DatasetTables,
     pub marks: DirtyMarks,
     /// The COPY buffer (see [`copy_samples`]).
     pub copy_buf: BytesMut,
@@ -84,6 +87,7 @@ pub async fn flush(
         day: log_day,
     });
     tables.partitions.ensure(client, wanted).await?;
+    tables.datasets.prepare(client, uploads).await?;
 
     let tx = client.transaction().await?;
     let duplicates = idempotency::claim(&tx, uploads).await?;
@@ -98,6 +102,7 @@ pub async fn flush(
     if let Some(batch_id) = archive_batch {
         queue_for_archive(&tx, &kept, batch_id).await?;
     }
+    crate::datasets::write(&tx, &kept).await?;
     copy_rejects(&tx, &kept).await?;
     log_uploads(&tx, &kept, now).await?;
     let new_marks = tables.marks.wanted(&kept);
@@ -237,10 +242,17 @@ async fn queue_for_archive(
     Ok(())
 }
 
+/// The refused rows: telemetry's as before, a dataset's with its name
+/// (a second COPY, only when a dataset upload refused rows).
 async fn copy_rejects(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload]) -> Result<()> {
     let mut buf = BytesMut::new();
     let mut rows = 0u64;
+    let mut of_datasets = false;
     for u in uploads.iter().filter(|u| !u.rejects.is_empty()) {
+        if u.dataset.is_some() {
+            of_datasets = true;
+            continue;
+        }
         if rows == 0 {
             copy::begin(&mut buf);
         }
@@ -255,15 +267,45 @@ async fn copy_rejects(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload])
             rows += 1;
         }
     }
-    if rows == 0 {
-        return Ok(());
+    if rows > 0 {
+        copy::end(&mut buf);
+        let sql = format!("COPY ingest_rejects ({REJECT_COLUMNS}) FROM STDIN (FORMAT binary)");
+        copy_in(tx, &sql, buf, rows, "ingest_rejects").await?;
+    }
+    if of_datasets {
+        copy_dataset_rejects(tx, uploads).await?;
+    }
+    Ok(())
+}
+
+async fn copy_dataset_rejects(
+    tx: &tokio_postgres::Transaction<'_>,
+    uploads: &[&Upload],
+) -> Result<()> {
+    let mut buf = BytesMut::new();
+    copy::begin(&mut buf);
+    let mut rows = 0u64;
+    for u in uploads {
+        let Some(dataset) = u.dataset_name() else {
+            continue;
+        };
+        let origin = RejectOrigin {
+            received_at_micros: u.received_at_micros,
+            site_id: u.site_id,
+            key_id: u.key_id,
+            upload_id: u.upload_id,
+        };
+        for r in &u.rejects {
+            copy::encode_dataset_reject(&mut buf, origin, r, dataset);
+            rows += 1;
+        }
     }
     copy::end(&mut buf);
-    let sql = format!("COPY ingest_rejects ({REJECT_COLUMNS}) FROM STDIN (FORMAT binary)");
+    let sql = format!("COPY ingest_rejects ({DATASET_REJECT_COLUMNS}) FROM STDIN (FORMAT binary)");
     copy_in(tx, &sql, buf, rows, "ingest_rejects").await
 }
 
-async fn copy_in(
+pub(crate) async fn copy_in(
     tx: &tokio_postgres::Transaction<'_>,
     sql: &str,
     buf: BytesMut,
@@ -297,6 +339,7 @@ async fn log_uploads(
     let mut bytes_raw = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
     let mut idem = Vec::with_capacity(n);
+    let mut datasets = Vec::with_capacity(n);
     for u in uploads {
         ids.push(u.upload_id);
         sites.push(u.site_id);
@@ -312,15 +355,17 @@ async fn log_uploads(
         bytes_raw.push(u.bytes_raw as i32);
         times.push(u.processing_time_ms as i32);
         idem.push(u.idempotency.as_ref().map(|i| i.key.as_str()));
+        datasets.push(u.dataset_name());
     }
     tx.execute(
         "INSERT INTO upload_log (created_at, upload_id, site_id, key_id, processed, online, \
-           offline, rejected, bytes_in, bytes_raw, processing_time_ms, idempotency_key) \
+           offline, rejected, bytes_in, bytes_raw, processing_time_ms, idempotency_key, dataset) \
          SELECT $1, * FROM unnest($2::int8[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], \
-           $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[], $12::text[])",
+           $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[], $12::text[], \
+           $13::text[])",
         &[
             &now, &ids, &sites, &keys, &counts[0], &counts[1], &counts[2], &counts[3], &bytes_in,
-            &bytes_raw, &times, &idem,
+            &bytes_raw, &times, &idem, &datasets,
         ],
     )
     .await?;

@@ -28,6 +28,18 @@ pub fn body_digest(body: &[u8]) -> [u8; 16] {
     xxhash_rust::xxh3::xxh3_128(body).to_be_bytes()
 }
 
+/// The fingerprint of a dataset upload: its dataset's name and its body,
+/// so an Idempotency-Key reused for another dataset is a conflict rather
+/// than a replay of the other dataset's answer.
+pub fn dataset_body_digest(dataset: &str, body: &[u8]) -> [u8; 16] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(b"dataset\0");
+    h.update(dataset.as_bytes());
+    h.update(b"\0");
+    h.update(body);
+    h.digest128().to_be_bytes()
+}
+
 type Slot = (i32, String);
 
 /// Uploads with an Idempotency-Key currently being processed here.
@@ -142,7 +154,7 @@ pub(crate) async fn claim(
             key_ids.push(u.key_id);
             keys.push(idem.key.as_str());
             hashes.push(&idem.body_digest[..]);
-            responses.push(u.summary.render(u64::from(u.processing_time_ms)));
+            responses.push(u.render());
             positions.push(i);
         }
     }

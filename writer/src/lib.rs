@@ -4,13 +4,15 @@
 //! lock-free queue ([`WriterHandle::submit`]); it goes to PostgreSQL:
 //! workers gather uploads of many requests into one batch (group commit),
 //! write each batch in one transaction with one binary COPY per daily
-//! partition of `miner_telemetry`, and only after COMMIT answer every
+//! partition of `miner_telemetry` (and one per declared dataset, see
+//! [`datasets`]), and only after COMMIT answer every
 //! waiting request. A failed flush is retried on a fresh connection with
 //! backoff; a commit whose answer was lost is checked before any retry, so
 //! a batch is never written twice.
 
 pub mod batcher;
 pub mod copy;
+pub mod datasets;
 pub mod dirty;
 pub mod flush;
 pub mod idempotency;

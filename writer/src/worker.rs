@@ -85,7 +85,7 @@ async fn write_and_answer(
         p.upload.processing_time_ms = p.upload.received_at.elapsed().as_millis() as u32;
     }
     let uploads: Vec<&Upload> = pending.iter().map(|p| &p.upload).collect();
-    let rows: u64 = uploads.iter().map(|u| u.samples.len() as u64).sum();
+    let rows: u64 = uploads.iter().map(|u| u.rows() as u64).sum();
     let (answers, batch_of) = write_batch(shared, conn, tables, &uploads).await;
     drop(uploads);
     if answers.iter().all(Result::is_ok) {
@@ -180,7 +180,8 @@ fn answer(
             },
             Outcome::Duplicate => Ack::Duplicate,
         }));
-        if let (true, Some(observer)) = (committed, &shared.config.on_commit) {
+        let telemetry = p.upload.dataset.is_none();
+        if let (true, true, Some(observer)) = (committed, telemetry, &shared.config.on_commit) {
             observer.committed(p.upload.site_id, &samples);
         }
         let (Some(_), Some(batch_id)) = (&shared.config.archive, batch) else {
@@ -269,6 +270,7 @@ async fn write_with_retry(
         shared.stats.database_up.store(false, Ordering::Relaxed);
         conn.client = None;
         tables.partitions.clear();
+        tables.datasets.clear();
         if Instant::now() >= deadline || shared.closing.load(Ordering::SeqCst) && attempt > 3 {
             error!(error = %error, uploads = uploads.len(), "Database unavailable; giving up on a batch.");
             let Error::Database(source) = error else {

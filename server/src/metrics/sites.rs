@@ -14,6 +14,8 @@ pub const TELEMETRY_DATASET: &str = "miner_telemetry";
 #[derive(Debug, Default)]
 pub struct SiteCounters {
     by_site: Mutex<BTreeMap<i32, SiteCount>>,
+    /// The same for declared datasets, by (dataset, site).
+    by_dataset_site: Mutex<BTreeMap<(String, i32), SiteCount>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,36 @@ impl SiteCounters {
         let c = by_site.entry(site_id).or_default();
         c.uploads += 1;
         c.rows += rows;
+    }
+
+    /// Counts one committed upload of dataset `dataset` from `site_id`.
+    pub fn committed_dataset(&self, dataset: &str, site_id: i32, rows: u64) {
+        let mut by = self
+            .by_dataset_site
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let c = by.entry((dataset.to_string(), site_id)).or_default();
+        c.uploads += 1;
+        c.rows += rows;
+    }
+
+    /// Every (dataset, site)'s counts with its label set: telemetry's
+    /// first, then the declared datasets' by name and site.
+    pub fn labelled(&self) -> Vec<(String, SiteCount)> {
+        let mut out: Vec<(String, SiteCount)> = self
+            .snapshot()
+            .into_iter()
+            .map(|(site, c)| (Self::labels(site), c))
+            .collect();
+        let by = self
+            .by_dataset_site
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        out.extend(
+            by.iter()
+                .map(|((d, site), c)| (format!("{{dataset=\"{d}\",site_id=\"{site}\"}}"), *c)),
+        );
+        out
     }
 
     /// Every site's counts, by site id.
