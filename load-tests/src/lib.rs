@@ -8,6 +8,7 @@
 
 mod args;
 pub mod bench;
+pub mod datasets;
 pub mod fleet;
 pub mod report;
 pub mod runner;
