@@ -14,6 +14,7 @@
 mod agents;
 mod market;
 mod metrics;
+pub mod verify;
 
 use std::collections::VecDeque;
 
