@@ -367,3 +367,144 @@ async fn an_undeclared_dataset_is_refused_before_any_upload() {
         "/api/datasets/market_data/upload"
     );
 }
+
+/// `adit copy-file --dataset` writes `rows` rows of `dataset` (2 sites,
+/// uploads of 500) and its psql script into `dir`; returns the printed
+/// column list and the paths.
+fn copy_file(dir: &std::path::Path, dataset: &str, rows: usize) -> (String, String, String) {
+    let (data, script) = (
+        dir.join(format!("{dataset}.copy")),
+        dir.join(format!("{dataset}.sql")),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args([
+            "copy-file",
+            "--dataset",
+            dataset,
+            "--sites",
+            "2",
+            "--miners",
+            "500",
+        ])
+        .args(["--rows", &rows.to_string(), "--out"])
+        .arg(&data)
+        .arg("--psql-script")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        data.display().to_string(),
+        script.display().to_string(),
+    )
+}
+
+fn psql(url: &str, args: &[&str]) {
+    let out = std::process::Command::new("psql")
+        .args([url, "-qX", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn copy_file_rows_load_with_psql_into_the_migrated_tables() {
+    let db = TestDb::new("copy_file_ds").await;
+    let mut client = connect(db.url()).await;
+    adit::migrate::migrate(&mut client).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("adit-copy-ds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let catalog = Catalog::shipped().unwrap();
+    for dataset in [
+        "metrics_aggregated",
+        "market_data",
+        "agent_analysis_results",
+    ] {
+        let ds = catalog.get(dataset).unwrap().dataset().clone();
+        client
+            .execute(
+                "SELECT adit_ensure_dataset_partition($1::text::regclass, $2, g) \
+                 FROM generate_series(now() - interval '30 days', now(), interval '1 day') g",
+                &[&dataset, &ds.partition.as_str()],
+            )
+            .await
+            .unwrap();
+        let (columns, data, script) = copy_file(&dir, dataset, 4000);
+        assert_eq!(columns, ddl::copy_columns(&ds));
+        // Every row of the file, as psql's \copy with the printed columns.
+        client
+            .batch_execute(&format!("CREATE TABLE raw_{dataset} (LIKE {dataset})"))
+            .await
+            .unwrap();
+        psql(
+            db.url(),
+            &[
+                "-c",
+                &format!("\\copy raw_{dataset} ({columns}) FROM '{data}' WITH (FORMAT binary)"),
+            ],
+        );
+        let file_rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM raw_{dataset}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(file_rows, 4000, "{dataset}");
+        // The script loads them as adit writes the dataset.
+        psql(db.url(), &["-f", &script]);
+        let stored: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {dataset}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        let sites: Vec<i32> = client
+            .query(
+                &format!("SELECT DISTINCT site_id FROM {dataset} ORDER BY 1"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(sites, [1000, 1001], "{dataset}");
+        if dataset == "market_data" {
+            // Corrected bars share keys: fewer rows than bars sent, one per key.
+            let keys: i64 = client
+                .query_one(
+                    "SELECT count(DISTINCT (site_id, timestamp, asset, timeframe)) FROM raw_market_data",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(keys < 4000);
+            assert_eq!(stored, keys);
+            // And each bar holds the last version in the file.
+            let stale: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM market_data m JOIN LATERAL (SELECT close FROM \
+                     raw_market_data r WHERE (r.site_id, r.timestamp, r.asset, r.timeframe) \
+                     = (m.site_id, m.timestamp, m.asset, m.timeframe) ORDER BY r.ctid DESC \
+                     LIMIT 1) last ON true WHERE last.close <> m.close",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(stale, 0);
+        } else {
+            assert_eq!(stored, 4000, "{dataset}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

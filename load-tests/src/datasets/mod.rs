@@ -12,6 +12,7 @@
 //! the dataset's retention and never in the future.
 
 mod agents;
+pub mod copyfile;
 mod market;
 mod metrics;
 pub mod verify;
