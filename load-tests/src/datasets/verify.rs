@@ -206,6 +206,9 @@ impl Verifier {
             expected.push(b']');
             self.copy_expected(target.site_id, &expected).await?;
         }
+        self.client
+            .batch_execute(&format!("ANALYZE {EXPECTED}; ANALYZE {BEFORE}"))
+            .await?;
         let (table, exp) = (q(d.table()), EXPECTED);
         let per_site = |rows: Vec<tokio_postgres::Row>| -> HashMap<i32, i64> {
             rows.iter().map(|r| (r.get(0), r.get(1))).collect()
