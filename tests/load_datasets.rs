@@ -44,6 +44,7 @@ struct StandIn {
     db_url: String,
     writes: Writes,
     seen: Mutex<Seen>,
+    partitions: tokio::sync::Mutex<()>,
 }
 
 async fn serve_stand_in(stand_in: Arc<StandIn>) -> SocketAddr {
@@ -133,16 +134,22 @@ impl StandIn {
         };
         let mut db = connect(&self.db_url).await;
         let ds = d.dataset();
-        let tx = db.transaction().await.unwrap();
-        for p in partitions(ds, &decoded.batch) {
-            let at = chrono::DateTime::from_timestamp_micros(p.start_micros).unwrap();
-            tx.query_one(
-                adit_dataset::ENSURE_PARTITION_SQL,
-                &[&ds.table(), &ds.partition.as_str(), &at],
-            )
-            .await
-            .unwrap();
+        {
+            // One at a time, each committed at once: adit_ensure_dataset_partition
+            // called from two open transactions for the same new partition can
+            // fail with 42P07 (relation already exists).
+            let _one = self.partitions.lock().await;
+            for p in partitions(ds, &decoded.batch) {
+                let at = chrono::DateTime::from_timestamp_micros(p.start_micros).unwrap();
+                db.query_one(
+                    adit_dataset::ENSURE_PARTITION_SQL,
+                    &[&ds.table(), &ds.partition.as_str(), &at],
+                )
+                .await
+                .unwrap();
+            }
         }
+        let tx = db.transaction().await.unwrap();
         let upsert = ds.mode == adit_types::dataset::WriteMode::Upsert;
         if upsert {
             tx.batch_execute(&ddl::create_stage(ds)).await.unwrap();
@@ -201,6 +208,7 @@ async fn setup(name: &str, writes: Writes) -> (TestDb, Arc<StandIn>, SocketAddr)
         db_url: db.url().to_string(),
         writes,
         seen: Mutex::default(),
+        partitions: tokio::sync::Mutex::default(),
     });
     let addr = serve_stand_in(stand_in.clone()).await;
     (db, stand_in, addr)
