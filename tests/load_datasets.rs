@@ -273,6 +273,36 @@ async fn append_dataset_load_verifies_the_acked_rows_per_site() {
     // The JSON report names the dataset.
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["dataset"], "metrics_aggregated");
+    drop(seen);
+
+    // The open model, on another site.
+    let open = args(
+        addr,
+        db.url(),
+        &[
+            "--dataset",
+            "agent_analysis_results",
+            "--rows",
+            "150",
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+            "--verify",
+        ],
+    );
+    let report = adit_load::run_load(&open, sites(&[33])).await.unwrap();
+    assert!(report.model.starts_with("open"), "{report:?}");
+    assert_eq!(report.verified, Some(true), "{report:?}");
+    assert!(report.uploads_ok >= 10, "{report:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM agent_analysis_results WHERE site_id = 33"
+        )
+        .await,
+        report.rows_acked as i64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,3 +114,6 @@ pub fn psql_script(dataset: &str, file: &str) -> anyhow::Result<String> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests;
