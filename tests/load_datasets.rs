@@ -266,14 +266,15 @@ async fn append_dataset_load_verifies_the_acked_rows_per_site() {
         .await,
         1200
     );
-    let seen = stand_in.seen.lock().unwrap();
-    assert!(seen.bad.is_empty(), "{:?}", seen.bad);
-    let distinct: std::collections::HashSet<_> = seen.idempotency_keys.iter().collect();
-    assert_eq!(distinct.len(), 12, "one Idempotency-Key per upload");
-    // The JSON report names the dataset.
-    let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["dataset"], "metrics_aggregated");
-    drop(seen);
+    {
+        let seen = stand_in.seen.lock().unwrap();
+        assert!(seen.bad.is_empty(), "{:?}", seen.bad);
+        let distinct: std::collections::HashSet<_> = seen.idempotency_keys.iter().collect();
+        assert_eq!(distinct.len(), 12, "one Idempotency-Key per upload");
+        // The JSON report names the dataset.
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["dataset"], "metrics_aggregated");
+    }
 
     // The open model, on another site.
     let open = args(
