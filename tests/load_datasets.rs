@@ -36,6 +36,7 @@ enum Writes {
 #[derive(Debug, Default)]
 struct Seen {
     requests: usize,
+    content_types: Vec<String>,
     idempotency_keys: Vec<String>,
     bad: Vec<String>,
 }
@@ -110,22 +111,21 @@ impl StandIn {
             if header("content-encoding").as_deref() != Some("gzip") {
                 seen.bad.push("not gzip".into());
             }
-            if header("content-type").as_deref() != Some("application/json") {
-                seen.bad.push("not application/json".into());
-            }
+            seen.content_types.extend(header("content-type"));
             match header("idempotency-key") {
                 Some(k) => seen.idempotency_keys.push(k),
                 None => seen.bad.push("no Idempotency-Key".into()),
             }
             seen.requests
         };
+        let format = BodyFormat::from_content_type(header("content-type").as_deref());
         let gz = req.into_body().collect().await.unwrap().to_bytes();
         let mut body = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut body)
             .unwrap();
         let now = chrono::Utc::now().timestamp_micros();
-        let decoded = decode(d, &body, BodyFormat::JsonArray, &Limits::default(), now).unwrap();
+        let decoded = decode(d, &body, format, &Limits::default(), now).unwrap();
         let rows = decoded.batch.num_rows();
         let times = match self.writes {
             Writes::Twice => 2,
@@ -269,6 +269,7 @@ async fn append_dataset_load_verifies_the_acked_rows_per_site() {
     {
         let seen = stand_in.seen.lock().unwrap();
         assert!(seen.bad.is_empty(), "{:?}", seen.bad);
+        assert!(seen.content_types.iter().all(|c| c == "application/json"));
         let distinct: std::collections::HashSet<_> = seen.idempotency_keys.iter().collect();
         assert_eq!(distinct.len(), 12, "one Idempotency-Key per upload");
         // The JSON report names the dataset.
@@ -387,6 +388,34 @@ async fn upsert_dataset_load_keeps_each_acked_bar_once_with_its_last_values() {
     );
     let report = adit_load::run_load(&run, sites(&[53])).await.unwrap();
     assert_eq!(report.verified, Some(false), "{report:?}");
+    // The same as NDJSON bodies.
+    let (db, stand_in, addr) = setup("load_ds_ndjson", Writes::Faithfully).await;
+    let run = args(
+        addr,
+        db.url(),
+        &[
+            "--dataset",
+            "market_data",
+            "--ndjson",
+            "--rows",
+            "300",
+            "--bodies-per-site",
+            "4",
+            "--requests",
+            "8",
+            "--concurrency",
+            "2",
+            "--verify",
+        ],
+    );
+    let report = adit_load::run_load(&run, sites(&[54])).await.unwrap();
+    assert_eq!(report.verified, Some(true), "{report:?}");
+    let seen = stand_in.seen.lock().unwrap();
+    assert_eq!(seen.content_types.len(), 8);
+    assert!(seen
+        .content_types
+        .iter()
+        .all(|c| c == "application/x-ndjson"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,10 @@ pub struct LoadArgs {
     /// --bodies-per-site give the same rows (as `adit copy-file --dataset`).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// With --dataset: send each body as NDJSON (one row per line,
+    /// `Content-Type: application/x-ndjson`) instead of a JSON array.
+    #[arg(long, requires = "dataset")]
+    pub ndjson: bool,
     /// Closed model: uploads in flight at once (ignored with --rate).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,

@@ -139,7 +139,10 @@ pub fn build_dataset_targets(
         let mut source = datasets::Source::new(dataset, site_id, args.seed, start)?;
         let bodies = (0..rounds)
             .map(|_| {
-                let json = source.json_array(rows);
+                let json = match args.ndjson {
+                    true => source.ndjson(rows),
+                    false => source.json_array(rows),
+                };
                 Body {
                     gzip: gzip(&json),
                     raw_len: json.len() as u64,

@@ -131,6 +131,10 @@ pub async fn run(
         started,
         retries: args.retries,
         timeout: args.timeout.into(),
+        content_type: match args.ndjson {
+            true => "application/x-ndjson",
+            false => "application/json",
+        },
         run_id,
     });
 
@@ -226,6 +230,7 @@ struct UploadCtx {
     retries: u32,
     timeout: Duration,
     run_id: u32,
+    content_type: &'static str,
 }
 
 impl UploadCtx {
@@ -308,7 +313,7 @@ impl UploadCtx {
     async fn attempt(&self, target: &Target, body: &Body, idem: &str) -> Attempt {
         let req = hyper::Request::post(self.uri.clone())
             .header("x-collector-key", &target.key)
-            .header("content-type", "application/json")
+            .header("content-type", self.content_type)
             .header("content-encoding", "gzip")
             .header("idempotency-key", idem)
             .body(Full::new(body.gzip.clone()))

@@ -87,6 +87,16 @@ impl Source {
         }
     }
 
+    /// The next `rows` rows as NDJSON: one object per line.
+    pub fn ndjson(&mut self, rows: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(rows * 400);
+        for _ in 0..rows {
+            out.extend_from_slice(self.next_row().as_bytes());
+            out.push(b'\n');
+        }
+        out
+    }
+
     /// The next `rows` rows as one JSON array (an upload body).
     pub fn json_array(&mut self, rows: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(rows * 400 + 2);

@@ -373,6 +373,16 @@ fn gunzip_bodies(target: &Target) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// The rows of a generated body: a JSON array's elements, or NDJSON lines.
+fn body_rows(body: &str) -> anyhow::Result<Vec<&str>> {
+    if body.trim_start().starts_with('[') {
+        let rows: Vec<&RawValue> =
+            serde_json::from_str(body).context("a generated body is not a JSON array")?;
+        return Ok(rows.into_iter().map(RawValue::get).collect());
+    }
+    Ok(body.lines().filter(|l| !l.trim().is_empty()).collect())
+}
+
 /// One acknowledged version of a key.
 struct Version<'a> {
     sent: Instant,
@@ -390,23 +400,23 @@ pub fn expected_rows<'a>(
     uploads: &[&AckedUpload],
 ) -> anyhow::Result<Vec<&'a str>> {
     let key_columns = &d.dataset().key;
-    let parsed: Vec<Vec<&'a RawValue>> = bodies
+    let parsed: Vec<Vec<&'a str>> = bodies
         .iter()
-        .map(|b| serde_json::from_str(b).context("a generated body is not a JSON array"))
+        .map(|b| body_rows(b))
         .collect::<anyhow::Result<_>>()?;
     let mut versions: HashMap<String, Vec<Version<'a>>> = HashMap::new();
     for u in uploads {
         // Within one upload the last row of a key wins.
         let mut last: HashMap<String, &'a str> = HashMap::new();
-        for row in &parsed[u.body] {
+        for &row in &parsed[u.body] {
             let fields: HashMap<&str, &RawValue> =
-                serde_json::from_str(row.get()).context("a generated row is not an object")?;
+                serde_json::from_str(row).context("a generated row is not an object")?;
             let mut key = String::new();
             for k in key_columns {
                 key.push_str(fields.get(k.as_str()).map_or("null", |v| v.get()));
                 key.push('\u{1}');
             }
-            last.insert(key, row.get());
+            last.insert(key, row);
         }
         for (key, row) in last {
             versions.entry(key).or_default().push(Version {
