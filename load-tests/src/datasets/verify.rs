@@ -186,7 +186,6 @@ impl Verifier {
         for (at, target) in targets.iter().enumerate() {
             let uploads: Vec<&AckedUpload> = log.iter().filter(|u| u.target == at).collect();
             let bodies = gunzip_bodies(target)?;
-            let mut expected = Vec::new();
             for u in &uploads {
                 if u.processed != target.bodies[u.body].rows {
                     *partial.entry(target.site_id).or_default() += 1;
@@ -196,6 +195,8 @@ impl Verifier {
             if rows.is_empty() {
                 continue;
             }
+            let mut expected =
+                Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
             expected.push(b'[');
             for (i, r) in rows.iter().enumerate() {
                 if i > 0 {
