@@ -15,10 +15,19 @@
 #   (h) the edge collector: polling cycles of 5,000 simulated miners
 #       (adit-minersim) on one core, a healthy farm and one with dead, slow
 #       and malformed miners; cycle time and the collector's CPU per cycle
+#   (i) datasets, per dataset (metrics_aggregated append, market_data
+#       upsert): raw psql binary COPY of the rows `adit load --dataset`
+#       sends into the same table (upsert: into the staging table plus the
+#       same INSERT … ON CONFLICT), best of 2; then adit end to end with
+#       `adit load --dataset` of exactly those rows (closed model,
+#       --verify), the ratio and adit's CPU per million rows. Skipped with a
+#       message when the server answers 404 on the dataset upload path.
 #   (f) criterion figures
 # Prints one table and writes target/bench/latest.json.
 # Knobs (environment): BENCH_RAW_ROWS, BENCH_SECONDS, BENCH_CONCURRENCY,
 # BENCH_SITES, BENCH_ROWS_PER_UPLOAD, BENCH_SKIP_CRITERION=1,
+# BENCH_SKIP_DATASETS=1, BENCH_DATASET_UPLOADS_PER_SITE (25: 8 sites x 25
+# uploads x 1,000 rows = 200,000 rows per dataset),
 # BENCH_MINERS (5000), BENCH_MINER_PORT (20000: the farm's first port, below
 # the ephemeral range so no outgoing connection holds one).
 set -euo pipefail
@@ -153,6 +162,62 @@ load "$fd_url" "$out/frontdoor.json" --create-sites "$SITES" --concurrency "$CON
     --duration "${SECONDS_RUN}s"
 stop_server
 psql_q "$admin_url" "DROP DATABASE adit_bench_fd" >/dev/null
+
+# ---- (i) datasets: raw COPY of the same rows vs adit end to end -----------
+rm -f "$out"/dataset-*.json
+if [ "${BENCH_SKIP_DATASETS:-0}" != 1 ]; then
+    DS_UPLOADS=${BENCH_DATASET_UPLOADS_PER_SITE:-25}
+    DS_ROWS=$(( SITES * ROWS_PER_UPLOAD * DS_UPLOADS ))
+    for ds in metrics_aggregated market_data; do
+        say "(i) dataset $ds: raw psql binary COPY of $DS_ROWS rows, then adit end to end"
+        ds_url=$(fresh_db adit_bench_ds)
+        # Partitions for the rows' days (the load's writer makes its own on
+        # demand; the raw COPY needs them there).
+        psql_q "$ds_url" "SELECT count(adit_ensure_dataset_partition('$ds'::regclass,
+            (SELECT declaration->>'partition' FROM dataset_declarations WHERE dataset = '$ds'), g))
+            FROM generate_series(now() - interval '14 days', now(), interval '1 day') g" >/dev/null
+        # The rows `adit load --dataset` sends below: the same seed, sites
+        # (1000… in a fresh database) and uploads, in the order it sends them.
+        "$adit" copy-file --dataset "$ds" --rows "$DS_ROWS" --sites "$SITES" \
+            --miners "$ROWS_PER_UPLOAD" --out "$out/ds.copy" --psql-script "$out/ds.sql" >/dev/null
+        ds_raw=0
+        for run in 1 2; do
+            psql_q "$ds_url" "TRUNCATE $ds; CHECKPOINT" >/dev/null
+            t0=$(now); psql "$ds_url" -qX -v ON_ERROR_STOP=1 -f "$out/ds.sql" >/dev/null; t1=$(now)
+            r=$("$adit" bench-report rows-per-s --rows "$DS_ROWS" --from "$t0" --to "$t1")
+            echo "  run $run: $r rows/s" >&2
+            ds_raw=$(( r > ds_raw ? r : ds_raw ))
+        done
+        rm -f "$out/ds.copy" "$out/ds.sql"
+        psql_q "$ds_url" "TRUNCATE $ds; CHECKPOINT" >/dev/null
+        rm -rf "$out/archive"
+        start_server "$ds_url" --archive-url "file://$root/$out/archive"
+        # Does this server take dataset uploads? (A probe key on site 999
+        # keeps sites 1000… for the load.)
+        probe_key=$(DATABASE_URL=$ds_url "$adit" keys create --site 999 --name bench-probe 2>/dev/null | tail -1)
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "x-collector-key: $probe_key" \
+            -H 'content-type: application/json' --data '[]' \
+            "http://127.0.0.1:$PORT/api/datasets/$ds/upload")
+        if [ "$code" = 404 ]; then
+            echo "  POST /api/datasets/$ds/upload answered 404: this adit has no dataset upload; end to end skipped" >&2
+            printf '{"raw_rows_per_s":%s,"adit_cpu_ticks":null,"skipped":"POST /api/datasets/%s/upload answered 404"}\n' \
+                "$ds_raw" "$ds" >"$out/dataset-$ds-raw.json"
+        else
+            cpu0=$(awk '{ print $14 + $15 }' "/proc/$server_pid/stat")
+            DATABASE_URL=$ds_url "$adit" load --url "http://127.0.0.1:$PORT" --dataset "$ds" \
+                --create-sites "$SITES" --rows "$ROWS_PER_UPLOAD" --bodies-per-site "$DS_UPLOADS" \
+                --requests $(( SITES * DS_UPLOADS )) --concurrency "$CONCURRENCY" --duration 300s \
+                --verify --quiet --json-report "$out/dataset-$ds.json" >&2 \
+                || echo "  adit load --dataset $ds failed (above); its report says how" >&2
+            ds_ticks=$(( $(awk '{ print $14 + $15 }' "/proc/$server_pid/stat") - cpu0 ))
+            printf '{"raw_rows_per_s":%s,"adit_cpu_ticks":%s}\n' "$ds_raw" "$ds_ticks" \
+                >"$out/dataset-$ds-raw.json"
+        fi
+        stop_server
+        rm -rf "$out/archive"
+        psql_q "$admin_url" "DROP DATABASE adit_bench_ds" >/dev/null
+    done
+fi
 
 # ---- (h) the edge collector's cycle ---------------------------------------
 MINERS=${BENCH_MINERS:-5000}

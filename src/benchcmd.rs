@@ -10,6 +10,10 @@
 //! edge almost for free, while rounds of the same miners land all over it,
 //! as they do under a load run.
 //!
+//! With `--dataset NAME` the file holds the rows `adit load --dataset`
+//! sends (`adit_load::datasets::copyfile`), and `--psql-script` writes the
+//! psql script that loads them as adit writes that dataset.
+//!
 //! `adit bench-report` writes `latest.json` and prints the table from the
 //! load runs' JSON reports (`adit_load::bench`); its `rows-per-s` and
 //! `upload-rate` subcommands are the sums the script makes between runs.
@@ -45,11 +49,29 @@ pub struct CopyFileArgs {
     pub site_base: i32,
     #[arg(long)]
     pub out: PathBuf,
+    /// Rows of this shipped dataset instead of miner telemetry: the rows
+    /// `adit load --dataset NAME --create-sites <sites> --rows <miners>`
+    /// sends with `--bodies-per-site` = rows / sites / miners (same seed,
+    /// same sites, the same minute), for the dataset's table.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Seed of the dataset rows (as `adit load --seed`).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// With --dataset: also write a psql script that loads the file as
+    /// adit writes the dataset (an upsert dataset: staging table and the
+    /// same INSERT … ON CONFLICT, in one transaction); `<script>.<part>`
+    /// with --parts.
+    #[arg(long)]
+    pub psql_script: Option<PathBuf>,
 }
 
 pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
     if args.miners == 0 || args.parts == 0 || args.sites < args.parts {
         bail!("--miners must be positive and --sites at least --parts (at least 1)");
+    }
+    if let Some(dataset) = &args.dataset {
+        return copy_dataset_file(&args, dataset);
     }
     // Every row falls on today (UTC), one second per round from 01:00, so
     // the file fits the day's partition whenever it is loaded that day.
@@ -110,6 +132,52 @@ pub fn copy_file(args: CopyFileArgs) -> anyhow::Result<()> {
 }
 
 const HOUR_US: i64 = MICROS_PER_DAY / 24;
+
+/// `adit copy-file --dataset`: each part holds its share of the sites,
+/// `--rows / --sites` rows each; prints the COPY column list.
+fn copy_dataset_file(args: &CopyFileArgs, dataset: &str) -> anyhow::Result<()> {
+    use adit_load::datasets::copyfile;
+    let rows_per_site = args.rows / args.sites;
+    if rows_per_site == 0 {
+        bail!("--rows must be at least --sites");
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    for part in 0..args.parts {
+        let path = match args.parts {
+            1 => args.out.clone(),
+            _ => PathBuf::from(format!("{}.{part}", args.out.display())),
+        };
+        let sites = (part * args.sites / args.parts)..((part + 1) * args.sites / args.parts);
+        let plan = copyfile::Plan {
+            dataset: dataset.to_string(),
+            sites: sites.map(|i| args.site_base + i as i32).collect(),
+            rows_per_site,
+            rows_per_upload: args.miners,
+            seed: args.seed,
+            now,
+        };
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        let rows = copyfile::write(&plan, &mut file)?;
+        eprintln!("Wrote {rows} rows of {dataset} to {}.", path.display());
+        if let Some(script) = &args.psql_script {
+            let script = match args.parts {
+                1 => script.clone(),
+                _ => PathBuf::from(format!("{}.{part}", script.display())),
+            };
+            let abs = std::path::absolute(&path)?;
+            std::fs::write(
+                &script,
+                copyfile::psql_script(dataset, &abs.display().to_string())?,
+            )
+            .with_context(|| format!("cannot write {}", script.display()))?;
+        }
+    }
+    println!("{}", copyfile::columns(dataset)?);
+    Ok(())
+}
 
 /// `adit bench-report`: `make bench`'s report, and the rates its runs take
 /// from one another.

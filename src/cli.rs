@@ -82,8 +82,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Benchmarking: write simulated rows as a binary COPY file and print
-    /// the column list (used by `make bench` for the raw psql baseline).
+    /// Benchmarking: write simulated rows (miner telemetry, or a shipped
+    /// dataset's with --dataset) as a binary COPY file and print the column
+    /// list (used by `make bench` for the raw psql baseline).
     #[command(hide = true)]
     CopyFile(crate::benchcmd::CopyFileArgs),
     /// Benchmarking: `make bench`'s report (latest.json and its table) from

@@ -49,7 +49,9 @@ fn each_stage_depends_on_the_crates_the_readme_names() {
                 "adit-writer",
             ],
         ),
-        ("load-tests", &[]),
+        // The declarations: where generated rows start, --verify's expected
+        // rows and copy-file's COPY for a dataset.
+        ("load-tests", &["adit-dataset", "adit-types"]),
         ("collector", &[]),
         ("minersim", &["adit-load"]),
     ];

@@ -26,9 +26,25 @@ pub struct LoadArgs {
     /// First site id when creating keys.
     #[arg(long, default_value_t = 1000)]
     pub site_base: i32,
-    /// Miners per simulated site = rows per upload.
+    /// Miners per simulated site = rows per upload (with --dataset: the
+    /// dataset's rows per upload).
     #[arg(long, default_value_t = 1000)]
     pub rows: usize,
+    /// Upload generated rows of this shipped dataset (metrics_aggregated,
+    /// market_data, agent_analysis_results, strategy_executions) to
+    /// `POST /api/datasets/{name}/upload` instead of miner telemetry. The
+    /// rows of each site start far enough back that all its bodies end
+    /// before now.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Seed of the generated dataset rows: the same seed, sites, --rows and
+    /// --bodies-per-site give the same rows (as `adit copy-file --dataset`).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// With --dataset: send each body as NDJSON (one row per line,
+    /// `Content-Type: application/x-ndjson`) instead of a JSON array.
+    #[arg(long, requires = "dataset")]
+    pub ndjson: bool,
     /// Closed model: uploads in flight at once (ignored with --rate).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -56,8 +72,9 @@ pub struct LoadArgs {
     #[arg(long, default_value = "30s")]
     pub timeout: humantime::Duration,
     /// After the run, check through PostgreSQL (DATABASE_URL) that exactly
-    /// the acknowledged rows arrived (count and checksum per site); exit
-    /// non-zero on any difference.
+    /// the acknowledged rows arrived (count and checksum per site; for an
+    /// upsert dataset, each acknowledged key once with the last values
+    /// sent); exit non-zero on any difference.
     #[arg(long)]
     pub verify: bool,
     /// Write one CSV line per upload to this file (`start_s,start_unix,latency_ms,status,retries`;

@@ -3,6 +3,8 @@
 //! rates, peak RSS, adit's CPU ticks, the criterion summary and the edge
 //! collector's cycles (when run) become `latest.json` and one printed table. Also the small sums the bench
 //! script needs between runs (a raw COPY rate, a load run's rate scaled).
+//! The per-dataset step (raw COPY of a dataset's rows against `adit load
+//! --dataset` of the same rows) adds its figures when it ran.
 //!
 //! The keys of `latest.json` are read by people and scripts comparing runs:
 //! each keeps its name and meaning.
@@ -45,6 +47,36 @@ pub struct Runs {
     /// miners (`<dir>/collector-faults.json`); `None` when not run.
     pub collector: Option<CollectorFigures>,
     pub collector_faults: Option<CollectorFigures>,
+    /// The per-dataset step, by dataset (only those it ran for).
+    pub datasets: BTreeMap<String, DatasetRun>,
+}
+
+/// The datasets make bench measures: one append, one upsert.
+pub const BENCH_DATASETS: [&str; 2] = ["metrics_aggregated", "market_data"];
+
+/// What the bench script measured for one dataset
+/// (`<dir>/dataset-<name>-raw.json`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatasetMeasured {
+    /// Best raw psql binary COPY rate of the rows (an upsert dataset: into
+    /// the staging table plus the same INSERT … ON CONFLICT), rows/s.
+    pub raw_rows_per_s: u64,
+    /// adit's user + system clock ticks during the end-to-end run; absent
+    /// when it did not run.
+    #[serde(default)]
+    pub adit_cpu_ticks: Option<u64>,
+    /// Why the end-to-end run was skipped (the server has no dataset
+    /// upload endpoint).
+    #[serde(default)]
+    pub skipped: Option<String>,
+}
+
+/// One dataset's step: the raw COPY and, when it ran, the `adit load
+/// --dataset` report (`<dir>/dataset-<name>.json`).
+#[derive(Debug, Clone)]
+pub struct DatasetRun {
+    pub measured: DatasetMeasured,
+    pub e2e: Option<LoadFigures>,
 }
 
 /// What `collector-cycle` (benches/src/bin) measured: polling cycles of a
@@ -112,6 +144,21 @@ pub struct Latest {
     pub collector_cycle_s_with_faults: Option<f64>,
     pub collector_cpu_s_per_cycle_with_faults: Option<f64>,
     pub collector_offline_with_faults: Option<u64>,
+    /// Per dataset (append `metrics_aggregated`, upsert `market_data`):
+    /// adit end to end rows/s, raw psql binary COPY of the same rows
+    /// (upsert: staging COPY + the same INSERT … ON CONFLICT), their ratio,
+    /// adit CPU per million rows, whether --verify passed; null when the
+    /// step (or its end-to-end run) did not run.
+    pub dataset_metrics_aggregated_rows_per_s: Option<i64>,
+    pub dataset_metrics_aggregated_raw_rows_per_s: Option<u64>,
+    pub dataset_metrics_aggregated_ratio: Option<f64>,
+    pub dataset_metrics_aggregated_cpu_s_per_million_rows: Option<f64>,
+    pub dataset_metrics_aggregated_verified: Option<bool>,
+    pub dataset_market_data_rows_per_s: Option<i64>,
+    pub dataset_market_data_raw_rows_per_s: Option<u64>,
+    pub dataset_market_data_ratio: Option<f64>,
+    pub dataset_market_data_cpu_s_per_million_rows: Option<f64>,
+    pub dataset_market_data_verified: Option<bool>,
     pub criterion: BTreeMap<String, serde_json::Value>,
     pub machine: Machine,
     pub timestamp: String,
@@ -130,7 +177,50 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Runs> {
         criterion: read_json(&dir.join("criterion.json"))?,
         collector: read_optional(&dir.join("collector.json"))?,
         collector_faults: read_optional(&dir.join("collector-faults.json"))?,
+        datasets: read_datasets(dir)?,
     })
+}
+
+/// The per-dataset step's files that are there.
+fn read_datasets(dir: &Path) -> anyhow::Result<BTreeMap<String, DatasetRun>> {
+    let mut out = BTreeMap::new();
+    for name in BENCH_DATASETS {
+        let Some(measured) = read_optional(&dir.join(format!("dataset-{name}-raw.json")))? else {
+            continue;
+        };
+        let e2e = read_optional(&dir.join(format!("dataset-{name}.json")))?;
+        out.insert(name.to_string(), DatasetRun { measured, e2e });
+    }
+    Ok(out)
+}
+
+/// One dataset's figures for `latest.json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct DatasetFigures {
+    rows_per_s: Option<i64>,
+    raw_rows_per_s: Option<u64>,
+    ratio: Option<f64>,
+    cpu_s_per_million_rows: Option<f64>,
+    verified: Option<bool>,
+}
+
+fn dataset_figures(runs: &Runs, name: &str) -> DatasetFigures {
+    let Some(run) = runs.datasets.get(name) else {
+        return DatasetFigures::default();
+    };
+    let raw = run.measured.raw_rows_per_s;
+    let e2e = run.e2e.as_ref();
+    DatasetFigures {
+        rows_per_s: e2e.map(|e| round_int(e.rows_per_s)),
+        raw_rows_per_s: Some(raw),
+        ratio: e2e
+            .filter(|_| raw > 0)
+            .map(|e| round_to(e.rows_per_s / raw as f64, 3)),
+        cpu_s_per_million_rows: e2e
+            .zip(run.measured.adit_cpu_ticks)
+            .map(|(e, ticks)| round_to(ticks as f64 / 100.0 / e.rows_acked.max(1) as f64 * 1e6, 2)),
+        verified: e2e.and_then(|e| e.verified),
+    }
 }
 
 /// Builds `latest.json` from the runs and what the script measured.
@@ -146,6 +236,8 @@ pub fn build(
     }
     let (e2e, half, over) = (&runs.e2e, &runs.half, &runs.overload);
     let cpu_s = m.cpu_ticks as f64 / 100.0;
+    let metrics = dataset_figures(runs, "metrics_aggregated");
+    let market = dataset_figures(runs, "market_data");
     Ok(Latest {
         raw_copy_rows_per_s: raw,
         raw_copy_rows_per_s_1_stream: m.raw_1,
@@ -180,6 +272,16 @@ pub fn build(
             .as_ref()
             .map(|c| c.cpu_s_per_cycle_median),
         collector_offline_with_faults: runs.collector_faults.as_ref().map(|c| c.offline_median),
+        dataset_metrics_aggregated_rows_per_s: metrics.rows_per_s,
+        dataset_metrics_aggregated_raw_rows_per_s: metrics.raw_rows_per_s,
+        dataset_metrics_aggregated_ratio: metrics.ratio,
+        dataset_metrics_aggregated_cpu_s_per_million_rows: metrics.cpu_s_per_million_rows,
+        dataset_metrics_aggregated_verified: metrics.verified,
+        dataset_market_data_rows_per_s: market.rows_per_s,
+        dataset_market_data_raw_rows_per_s: market.raw_rows_per_s,
+        dataset_market_data_ratio: market.ratio,
+        dataset_market_data_cpu_s_per_million_rows: market.cpu_s_per_million_rows,
+        dataset_market_data_verified: market.verified,
         criterion: runs.criterion.clone(),
         machine,
         timestamp,
@@ -296,6 +398,9 @@ pub fn table(latest: &Latest, runs: &Runs) -> String {
             "user+sys, median",
         ),
     ];
+    for name in BENCH_DATASETS {
+        rows.extend(dataset_rows(latest, runs, name));
+    }
     for (id, bench) in &l.criterion {
         if let Some(rate) = bench.get("rows_per_s").and_then(serde_json::Value::as_f64) {
             let name = format!("criterion {id} (rows/s)");
@@ -308,9 +413,67 @@ pub fn table(latest: &Latest, runs: &Runs) -> String {
     );
     let _ = writeln!(out, "{:<44} {:>16}  note", "measure", "value");
     for (name, value, note) in rows {
-        let _ = writeln!(out, "{name:<44} {:>16}  {note}", cell(value));
+        let value = match (value, note.starts_with(SKIPPED)) {
+            (None, true) => "skipped".to_string(),
+            _ => cell(value),
+        };
+        let _ = writeln!(out, "{name:<44} {value:>16}  {note}");
     }
     out
+}
+
+/// A note that says a measure was not taken (its value prints `skipped`).
+const SKIPPED: &str = "skipped: ";
+
+/// The table lines of one dataset's step, when it ran.
+fn dataset_rows(latest: &Latest, runs: &Runs, name: &str) -> Vec<(String, Option<f64>, String)> {
+    let Some(run) = runs.datasets.get(name) else {
+        return Vec::new();
+    };
+    let f = dataset_figures(runs, name);
+    let upsert = name == "market_data";
+    let raw_note = match upsert {
+        true => "upsert: psql binary COPY to staging + INSERT … ON CONFLICT",
+        false => "append: psql binary COPY into the table",
+    };
+    let e2e_note = match (&run.e2e, &run.measured.skipped) {
+        (None, Some(why)) => format!("{SKIPPED}{why}"),
+        (None, None) => format!("{SKIPPED}no load report"),
+        (Some(e), _) => format!(
+            "{} rows, {}",
+            thousands(e.rows_acked as f64),
+            match e.verified {
+                Some(true) => "verified",
+                _ => "NOT VERIFIED",
+            }
+        ),
+    };
+    let ratio_note = match upsert {
+        true => String::new(),
+        false => format!("target >= telemetry's e2e ratio ({:.2})", latest.e2e_ratio),
+    };
+    let dash = |note: &str| match run.e2e {
+        None => format!("{SKIPPED}no end-to-end run"),
+        Some(_) => note.to_string(),
+    };
+    vec![
+        row(
+            &format!("{name}: raw COPY (rows/s)"),
+            f.raw_rows_per_s.map(|v| v as f64),
+            raw_note,
+        ),
+        row(
+            "  adit end to end (rows/s)",
+            f.rows_per_s.map(|v| v as f64),
+            e2e_note,
+        ),
+        row("  ratio to raw COPY", f.ratio, dash(&ratio_note)),
+        row(
+            "  adit CPU s per million rows",
+            f.cpu_s_per_million_rows,
+            dash("user+sys"),
+        ),
+    ]
 }
 
 fn row(name: &str, value: Option<f64>, note: impl Into<String>) -> (String, Option<f64>, String) {

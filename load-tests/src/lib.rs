@@ -5,9 +5,13 @@
 //! Bodies are built and compressed ahead so the generator measures the
 //! server, not itself. `--verify` then checks through PostgreSQL that
 //! exactly the acknowledged rows arrived.
+//!
+//! With `--dataset NAME` the uploads carry generated rows of a shipped
+//! dataset ([`datasets`]) to `POST /api/datasets/{name}/upload` instead.
 
 mod args;
 pub mod bench;
+pub mod datasets;
 pub mod fleet;
 pub mod report;
 pub mod runner;
@@ -15,13 +19,14 @@ pub mod verify;
 
 use std::io::Write as _;
 use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 
 pub use args::LoadArgs;
 pub use report::Report;
-pub use runner::{Acked, Body, Target};
+pub use runner::{Acked, AckedUpload, Body, Target};
 
 /// Collection interval of the simulated collectors (edge collectors poll
 /// their miners every 60 s).
@@ -40,7 +45,15 @@ fn check_target(args: &LoadArgs) -> anyhow::Result<hyper::Uri> {
         bail!("{host} is not a loopback address; pass --allow-remote to load it");
     }
     let base = args.url.trim_end_matches('/');
-    Ok(format!("{base}/api/collector/upload").parse()?)
+    Ok(format!("{base}{}", upload_path(args)).parse()?)
+}
+
+/// The path uploads go to: the collector upload, or the dataset's.
+pub fn upload_path(args: &LoadArgs) -> String {
+    match &args.dataset {
+        Some(name) => format!("/api/datasets/{name}/upload"),
+        None => "/api/collector/upload".to_string(),
+    }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
@@ -61,7 +74,8 @@ pub fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().expect("gzip into memory"))
 }
 
-/// Builds each site's fleet and its gzip bodies.
+/// Builds each site's fleet and its gzip bodies (miner telemetry; see
+/// [`build_dataset_targets`] for a dataset).
 pub fn build_targets(args: &LoadArgs, sites: Vec<(i32, String)>) -> Vec<Target> {
     let now = chrono::Utc::now().timestamp();
     let rounds = args.bodies_per_site.max(1);
@@ -92,6 +106,82 @@ pub fn build_targets(args: &LoadArgs, sites: Vec<(i32, String)>) -> Vec<Target> 
         .collect()
 }
 
+/// Where each site's generated rows of `dataset` start, for `rows_per_site`
+/// rows ending before `now` (Unix microseconds).
+pub fn dataset_start(dataset: &str, rows_per_site: usize, now: i64) -> anyhow::Result<i64> {
+    let catalog = adit_dataset::Catalog::shipped()?;
+    let declared = catalog.get(dataset).map_err(|_| {
+        anyhow::anyhow!(
+            "--dataset {dataset:?} is not a shipped dataset; generated: {}",
+            datasets::GENERATED.join(", ")
+        )
+    })?;
+    datasets::start_micros(
+        dataset,
+        rows_per_site,
+        now,
+        declared.dataset().retention.days,
+    )
+}
+
+/// Each site's generated rows of `dataset` as gzip bodies of `--rows`
+/// rows, `--bodies-per-site` of them, built on all cores.
+pub fn build_dataset_targets(
+    args: &LoadArgs,
+    dataset: &str,
+    sites: Vec<(i32, String)>,
+    now: i64,
+) -> anyhow::Result<Vec<Target>> {
+    let rounds = args.bodies_per_site.max(1);
+    let rows = args.rows.max(1);
+    let start = dataset_start(dataset, rows * rounds, now)?;
+    let build = |site_id: i32, key: String| -> anyhow::Result<Target> {
+        let mut source = datasets::Source::new(dataset, site_id, args.seed, start)?;
+        let bodies = (0..rounds)
+            .map(|_| {
+                let json = match args.ndjson {
+                    true => source.ndjson(rows),
+                    false => source.json_array(rows),
+                };
+                Body {
+                    gzip: gzip(&json),
+                    raw_len: json.len() as u64,
+                    rows: rows as u64,
+                    accepted_sum: 0,
+                }
+            })
+            .collect();
+        Ok(Target {
+            site_id,
+            key,
+            bodies,
+        })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut sites: Vec<Option<(i32, String)>> = sites.into_iter().map(Some).collect();
+    let chunk = sites.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = sites
+            .chunks_mut(chunk)
+            .map(|part| {
+                scope.spawn(|| {
+                    part.iter_mut()
+                        .map(|s| {
+                            let (site, key) = s.take().expect("each site once");
+                            build(site, key)
+                        })
+                        .collect::<anyhow::Result<Vec<Target>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.extend(h.join().expect("a body builder panicked")?);
+        }
+        Ok(out)
+    })
+}
+
 /// Runs the load against `sites` (site id, collector key); with `verify`
 /// set, checks the database afterwards. The report's `verified` says how
 /// that went.
@@ -101,6 +191,9 @@ pub async fn run_load(args: &LoadArgs, sites: Vec<(i32, String)>) -> anyhow::Res
         bail!("no collector keys: pass --key or --create-sites N (with DATABASE_URL)");
     }
     let site_ids: Vec<i32> = sites.iter().map(|(s, _)| *s).collect();
+    if let Some(dataset) = &args.dataset {
+        return run_dataset_load(args, dataset, uri, sites).await;
+    }
     let db = match args.verify {
         true => {
             let url = args
@@ -115,11 +208,42 @@ pub async fn run_load(args: &LoadArgs, sites: Vec<(i32, String)>) -> anyhow::Res
         Some(db) => verify::snapshot(db, &site_ids).await?,
         None => Default::default(),
     };
-    let targets = build_targets(args, sites);
-    let (mut report, acked) = runner::run(args, uri, targets).await;
+    let targets = Arc::new(build_targets(args, sites));
+    let (mut report, acked, _) = runner::run(args, uri, targets).await;
     if let Some(db) = &db {
         let after = verify::snapshot(db, &site_ids).await?;
         report.verified = Some(verify::compare(&site_ids, &before, &after, &acked));
+    }
+    Ok(report)
+}
+
+/// [`run_load`] for `--dataset`: generated rows; `--verify` per the
+/// dataset's write mode ([`datasets::verify`]).
+async fn run_dataset_load(
+    args: &LoadArgs,
+    dataset: &str,
+    uri: hyper::Uri,
+    sites: Vec<(i32, String)>,
+) -> anyhow::Result<Report> {
+    let site_ids: Vec<i32> = sites.iter().map(|(s, _)| *s).collect();
+    let now = chrono::Utc::now().timestamp_micros();
+    let targets = Arc::new(build_dataset_targets(args, dataset, sites, now)?);
+    let since = dataset_start(dataset, args.rows.max(1) * args.bodies_per_site.max(1), now)?;
+    let verifier = match args.verify {
+        true => {
+            let url = args
+                .database_url
+                .as_deref()
+                .context("--verify needs DATABASE_URL")?;
+            let client = verify::connect(url).await?;
+            Some(datasets::verify::Verifier::before(client, dataset, site_ids, since).await?)
+        }
+        false => None,
+    };
+    let (mut report, acked, log) = runner::run(args, uri, targets.clone()).await;
+    report.dataset = Some(dataset.to_string());
+    if let Some(v) = verifier {
+        report.verified = Some(v.after(&targets, &acked, &log).await?);
     }
     Ok(report)
 }

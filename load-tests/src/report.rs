@@ -7,6 +7,9 @@ use serde::Serialize;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
+    /// The dataset loaded (`--dataset`); absent for miner telemetry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
     pub model: String,
     pub seconds: f64,
     pub uploads_ok: u64,
@@ -47,8 +50,12 @@ impl Report {
     }
 
     pub fn print(&self) {
+        let what = match &self.dataset {
+            Some(d) => format!("dataset {d}, "),
+            None => String::new(),
+        };
         println!(
-            "{} model, {:.1}s: {} uploads ok, {} failed, {} not sent, {} retries",
+            "{what}{} model, {:.1}s: {} uploads ok, {} failed, {} not sent, {} retries",
             self.model,
             self.seconds,
             self.uploads_ok,

@@ -36,6 +36,20 @@ pub struct Target {
     pub bodies: Vec<Body>,
 }
 
+/// One acknowledged upload: which body of which target, when it was first
+/// sent and when its 200 came (its rows were committed in between).
+#[derive(Debug, Clone, Copy)]
+pub struct AckedUpload {
+    /// Index into the run's targets.
+    pub target: usize,
+    /// Index into that target's bodies.
+    pub body: usize,
+    pub sent: Instant,
+    pub acked: Instant,
+    /// Rows the server said it accepted.
+    pub processed: u64,
+}
+
 /// What the server acknowledged for one site.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Acked {
@@ -49,6 +63,7 @@ struct Tally {
     hist: Mutex<Histogram<u64>>,
     statuses: Mutex<BTreeMap<String, u64>>,
     acked: Mutex<HashMap<i32, Acked>>,
+    log: Mutex<Vec<AckedUpload>>,
     ok: AtomicU64,
     failed: AtomicU64,
     not_sent: AtomicU64,
@@ -71,12 +86,13 @@ struct TraceLine {
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Runs the load and returns the report and, per site, what was acked.
+/// Runs the load and returns the report, per site what was acked, and
+/// every acknowledged upload.
 pub async fn run(
     args: &LoadArgs,
     upload_uri: hyper::Uri,
-    targets: Vec<Target>,
-) -> (Report, HashMap<i32, Acked>) {
+    targets: Arc<Vec<Target>>,
+) -> (Report, HashMap<i32, Acked>, Vec<AckedUpload>) {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(args.concurrency.max(64))
         .build_http();
@@ -84,6 +100,7 @@ pub async fn run(
         hist: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")),
         statuses: Mutex::default(),
         acked: Mutex::default(),
+        log: Mutex::default(),
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         not_sent: AtomicU64::new(0),
@@ -93,7 +110,6 @@ pub async fn run(
         bytes_raw: AtomicU64::new(0),
         trace: args.trace.as_ref().map(|_| Mutex::default()),
     });
-    let targets = Arc::new(targets);
     let run_id: u32 = rand::random();
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
@@ -115,6 +131,10 @@ pub async fn run(
         started,
         retries: args.retries,
         timeout: args.timeout.into(),
+        content_type: match args.ndjson {
+            true => "application/x-ndjson",
+            false => "application/json",
+        },
         run_id,
     });
 
@@ -196,7 +216,8 @@ pub async fn run(
         write_trace(path, started_unix, &lines.lock().expect("tally"));
     }
     let acked = tally.acked.lock().expect("tally").clone();
-    (report, acked)
+    let log = std::mem::take(&mut *tally.log.lock().expect("tally"));
+    (report, acked, log)
 }
 
 #[derive(Debug)]
@@ -209,15 +230,19 @@ struct UploadCtx {
     retries: u32,
     timeout: Duration,
     run_id: u32,
+    content_type: &'static str,
 }
 
 impl UploadCtx {
     /// Upload number `n`, retried with one Idempotency-Key; latency counts
     /// from `since` (the scheduled start in the open model).
     async fn upload(&self, n: u64, since: Instant) {
-        let target = &self.targets[n as usize % self.targets.len()];
+        let target_at = n as usize % self.targets.len();
+        let target = &self.targets[target_at];
         let round = n as usize / self.targets.len();
-        let body = &target.bodies[round % target.bodies.len()];
+        let body_at = round % target.bodies.len();
+        let body = &target.bodies[body_at];
+        let sent = Instant::now();
         let idem = format!("load-{:08x}-{n}", self.run_id);
         let mut attempt = 0;
         let outcome = loop {
@@ -263,6 +288,13 @@ impl UploadCtx {
                 self.tally
                     .bytes_raw
                     .fetch_add(body.raw_len, Ordering::Relaxed);
+                self.tally.log.lock().expect("tally").push(AckedUpload {
+                    target: target_at,
+                    body: body_at,
+                    sent,
+                    acked: Instant::now(),
+                    processed,
+                });
                 let mut acked = self.tally.acked.lock().expect("tally");
                 let a = acked.entry(target.site_id).or_default();
                 a.rows += processed as i64;
@@ -281,7 +313,7 @@ impl UploadCtx {
     async fn attempt(&self, target: &Target, body: &Body, idem: &str) -> Attempt {
         let req = hyper::Request::post(self.uri.clone())
             .header("x-collector-key", &target.key)
-            .header("content-type", "application/json")
+            .header("content-type", self.content_type)
             .header("content-encoding", "gzip")
             .header("idempotency-key", idem)
             .body(Full::new(body.gzip.clone()))

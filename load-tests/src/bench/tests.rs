@@ -52,6 +52,16 @@ const EXPECTED_LATEST: &str = r#"{
   "collector_cycle_s_with_faults": null,
   "collector_cpu_s_per_cycle_with_faults": null,
   "collector_offline_with_faults": null,
+  "dataset_metrics_aggregated_rows_per_s": null,
+  "dataset_metrics_aggregated_raw_rows_per_s": null,
+  "dataset_metrics_aggregated_ratio": null,
+  "dataset_metrics_aggregated_cpu_s_per_million_rows": null,
+  "dataset_metrics_aggregated_verified": null,
+  "dataset_market_data_rows_per_s": null,
+  "dataset_market_data_raw_rows_per_s": null,
+  "dataset_market_data_ratio": null,
+  "dataset_market_data_cpu_s_per_million_rows": null,
+  "dataset_market_data_verified": null,
   "criterion": {
     "gzip_decode/10k": {
       "bytes_per_s": 250000000.0,
@@ -114,6 +124,7 @@ fn runs() -> Runs {
         criterion: serde_json::from_str(CRITERION).unwrap(),
         collector: None,
         collector_faults: None,
+        datasets: BTreeMap::new(),
     }
 }
 
@@ -296,5 +307,125 @@ fn the_collector_reports_are_read_when_present() {
         format!("{err:#}").contains("collector-faults.json"),
         "{err:#}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const DS_METRICS: &str = r#"{"dataset":"metrics_aggregated","model":"closed","seconds":4.0,"uploads_ok":200,"uploads_failed":0,"uploads_not_sent":0,"retries":0,"rows_acked":200000,"rows_per_s":50000.4,"uploads_per_s":50.0,"mb_per_s_compressed":2.0,"mb_per_s_raw":20.0,"latency_ms_p50":300.0,"latency_ms_p90":320.0,"latency_ms_p99":350.0,"latency_ms_p999":360.0,"latency_ms_max":370.0,"status_counts":{"200":200},"generator_cpu_s":0.5,"verified":true}"#;
+
+fn with_datasets() -> Runs {
+    let mut runs = runs();
+    runs.datasets.insert(
+        "metrics_aggregated".into(),
+        DatasetRun {
+            measured: serde_json::from_str(r#"{"raw_rows_per_s":100000,"adit_cpu_ticks":250}"#)
+                .unwrap(),
+            e2e: Some(serde_json::from_str(DS_METRICS).unwrap()),
+        },
+    );
+    runs.datasets.insert(
+        "market_data".into(),
+        DatasetRun {
+            measured: serde_json::from_str(
+                r#"{"raw_rows_per_s":40000,"adit_cpu_ticks":null,"skipped":"POST /api/datasets/market_data/upload answered 404"}"#,
+            )
+            .unwrap(),
+            e2e: None,
+        },
+    );
+    runs
+}
+
+#[test]
+fn dataset_figures_go_into_latest_json_and_the_table() {
+    let runs = with_datasets();
+    let latest = build(&runs, MEASURED, machine(), STAMP.into()).unwrap();
+    assert_eq!(latest.dataset_metrics_aggregated_rows_per_s, Some(50_000));
+    assert_eq!(
+        latest.dataset_metrics_aggregated_raw_rows_per_s,
+        Some(100_000)
+    );
+    assert_eq!(latest.dataset_metrics_aggregated_ratio, Some(0.5));
+    // 2.5 s of CPU over 200,000 rows.
+    assert_eq!(
+        latest.dataset_metrics_aggregated_cpu_s_per_million_rows,
+        Some(12.5)
+    );
+    assert_eq!(latest.dataset_metrics_aggregated_verified, Some(true));
+    // The upsert's raw COPY ran; its end to end was skipped (no endpoint).
+    assert_eq!(latest.dataset_market_data_raw_rows_per_s, Some(40_000));
+    assert_eq!(latest.dataset_market_data_rows_per_s, None);
+    assert_eq!(latest.dataset_market_data_ratio, None);
+    assert_eq!(latest.dataset_market_data_cpu_s_per_million_rows, None);
+    assert_eq!(latest.dataset_market_data_verified, None);
+    let json = serde_json::to_value(&latest).unwrap();
+    assert_eq!(
+        json["dataset_market_data_rows_per_s"],
+        serde_json::Value::Null
+    );
+    assert_eq!(json["dataset_metrics_aggregated_ratio"], 0.5);
+
+    let table = table(&latest, &runs);
+    // The existing lines are all still there, in order, before the new ones.
+    let expected_lines: Vec<&str> = EXPECTED_TABLE.lines().collect();
+    let lines: Vec<&str> = table.lines().collect();
+    let criterion_at = expected_lines
+        .iter()
+        .position(|l| l.starts_with("criterion "))
+        .unwrap();
+    assert_eq!(lines[..criterion_at], expected_lines[..criterion_at]);
+    assert_eq!(
+        lines[lines.len() - 2..],
+        expected_lines[expected_lines.len() - 2..]
+    );
+    let new: Vec<&str> = lines[criterion_at..lines.len() - 2].to_vec();
+    assert_eq!(
+        new,
+        [
+            "metrics_aggregated: raw COPY (rows/s)                 100,000  append: psql binary COPY into the table",
+            "  adit end to end (rows/s)                             50,000  200,000 rows, verified",
+            "  ratio to raw COPY                                      0.50  target >= telemetry's e2e ratio (0.50)",
+            "  adit CPU s per million rows                            12.5  user+sys",
+            "market_data: raw COPY (rows/s)                         40,000  upsert: psql binary COPY to staging + INSERT … ON CONFLICT",
+            "  adit end to end (rows/s)                            skipped  skipped: POST /api/datasets/market_data/upload answered 404",
+            "  ratio to raw COPY                                   skipped  skipped: no end-to-end run",
+            "  adit CPU s per million rows                         skipped  skipped: no end-to-end run",
+        ]
+    );
+}
+
+#[test]
+fn the_dataset_reports_are_read_when_present() {
+    let dir = std::env::temp_dir().join(format!("adit-bench-datasets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, json) in [
+        ("e2e", E2E),
+        ("half", HALF),
+        ("frontdoor", FRONTDOOR),
+        ("overload", OVERLOAD),
+        ("criterion", CRITERION),
+    ] {
+        std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    }
+    assert!(read_runs(&dir).unwrap().datasets.is_empty());
+    std::fs::write(
+        dir.join("dataset-metrics_aggregated-raw.json"),
+        r#"{"raw_rows_per_s":100000,"adit_cpu_ticks":250}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("dataset-metrics_aggregated.json"), DS_METRICS).unwrap();
+    std::fs::write(
+        dir.join("dataset-market_data-raw.json"),
+        r#"{"raw_rows_per_s":40000,"skipped":"404"}"#,
+    )
+    .unwrap();
+    let runs = read_runs(&dir).unwrap();
+    assert_eq!(runs.datasets.len(), 2);
+    assert!(runs.datasets["metrics_aggregated"].e2e.is_some());
+    assert!(runs.datasets["market_data"].e2e.is_none());
+    report(&dir, MEASURED).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("latest.json")).unwrap()).unwrap();
+    assert_eq!(written["dataset_metrics_aggregated_rows_per_s"], 50_000);
+    assert_eq!(written["dataset_market_data_raw_rows_per_s"], 40_000);
     std::fs::remove_dir_all(&dir).unwrap();
 }
