@@ -61,6 +61,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0013_dataset_archive",
         include_str!("../migrations/0013_dataset_archive.sql"),
     ),
+    (
+        "0014_partition_race",
+        include_str!("../migrations/0014_partition_race.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).
