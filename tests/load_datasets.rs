@@ -1,12 +1,10 @@
-//! `adit load --dataset` over real HTTP on loopback and a real PostgreSQL,
-//! against a stand-in for `POST /api/datasets/{name}/upload` (the server's
-//! endpoint is built on another branch): the stand-in keeps the contract's
-//! request side honest (collector key, gzip, Idempotency-Key, a JSON array
-//! of the dataset's rows) and writes each body as the writer will, through
-//! the dataset crate (decode, binary COPY; upsert = staging COPY + the
-//! same INSERT … ON CONFLICT), then answers the contract's envelope. So
-//! the report and `--verify` are checked against rows really in the table,
-//! and a stand-in that loses, doubles or keeps stale rows is caught.
+//! `adit load --dataset` over real HTTP on loopback and a real PostgreSQL.
+//! Against a real adit (`POST /api/datasets/{name}/upload`): the report and
+//! `--verify` for append and upsert datasets, the closed and open models,
+//! JSON and NDJSON bodies. Against a faulty stand-in for that endpoint (it
+//! writes each body through the dataset crate as the writer does, then
+//! doubles, loses or keeps stale rows on purpose): `--verify` catches each
+//! fault. And `adit copy-file --dataset` loads with psql.
 
 mod common;
 
@@ -225,21 +223,22 @@ fn sites(ids: &[i32]) -> Vec<(i32, String)> {
     ids.iter().map(|&s| (s, format!("test-key-{s}"))).collect()
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    connect(db.url())
-        .await
-        .query_one(sql, &[])
-        .await
-        .unwrap()
-        .get(0)
+/// A real adit and a collector key for each site.
+async fn real_adit(name: &str, site_ids: &[i32]) -> (TestServer, Vec<(i32, String)>) {
+    let srv = TestServer::start(name).await;
+    let mut keys = Vec::new();
+    for &site in site_ids {
+        keys.push((site, srv.key(site).await));
+    }
+    (srv, keys)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_dataset_load_verifies_the_acked_rows_per_site() {
-    let (db, stand_in, addr) = setup("load_ds_append", Writes::Faithfully).await;
+    let (srv, keys) = real_adit("load_ds_append", &[31, 32, 33]).await;
     let run = args(
-        addr,
-        db.url(),
+        srv.addr,
+        &srv.db_url,
         &[
             "--dataset",
             "metrics_aggregated",
@@ -254,33 +253,32 @@ async fn append_dataset_load_verifies_the_acked_rows_per_site() {
             "--verify",
         ],
     );
-    let report = adit_load::run_load(&run, sites(&[31, 32])).await.unwrap();
+    let report = adit_load::run_load(&run, keys[..2].to_vec()).await.unwrap();
     assert_eq!(report.verified, Some(true), "{report:?}");
     assert_eq!(report.dataset.as_deref(), Some("metrics_aggregated"));
     assert_eq!((report.uploads_ok, report.rows_acked), (12, 2400));
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM metrics_aggregated WHERE site_id = 31"
-        )
-        .await,
+        srv.count("SELECT count(*) FROM metrics_aggregated WHERE site_id = 31")
+            .await,
         1200
     );
-    {
-        let seen = stand_in.seen.lock().unwrap();
-        assert!(seen.bad.is_empty(), "{:?}", seen.bad);
-        assert!(seen.content_types.iter().all(|c| c == "application/json"));
-        let distinct: std::collections::HashSet<_> = seen.idempotency_keys.iter().collect();
-        assert_eq!(distinct.len(), 12, "one Idempotency-Key per upload");
-        // The JSON report names the dataset.
-        let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["dataset"], "metrics_aggregated");
-    }
+    // One upload logged per request, each with its own Idempotency-Key.
+    assert_eq!(
+        srv.count(
+            "SELECT count(DISTINCT idempotency_key) FROM upload_log \
+             WHERE dataset = 'metrics_aggregated'"
+        )
+        .await,
+        12
+    );
+    // The JSON report names the dataset.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["dataset"], "metrics_aggregated");
 
     // The open model, on another site.
     let open = args(
-        addr,
-        db.url(),
+        srv.addr,
+        &srv.db_url,
         &[
             "--dataset",
             "agent_analysis_results",
@@ -293,18 +291,18 @@ async fn append_dataset_load_verifies_the_acked_rows_per_site() {
             "--verify",
         ],
     );
-    let report = adit_load::run_load(&open, sites(&[33])).await.unwrap();
+    let report = adit_load::run_load(&open, keys[2..].to_vec())
+        .await
+        .unwrap();
     assert!(report.model.starts_with("open"), "{report:?}");
     assert_eq!(report.verified, Some(true), "{report:?}");
     assert!(report.uploads_ok >= 10, "{report:?}");
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM agent_analysis_results WHERE site_id = 33"
-        )
-        .await,
+        srv.count("SELECT count(*) FROM agent_analysis_results WHERE site_id = 33")
+            .await,
         report.rows_acked as i64
     );
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,13 +335,13 @@ async fn append_verify_catches_doubled_and_lost_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upsert_dataset_load_keeps_each_acked_bar_once_with_its_last_values() {
-    let (db, _stand_in, addr) = setup("load_ds_upsert", Writes::Faithfully).await;
+    let (srv, keys) = real_adit("load_ds_upsert", &[51, 52, 54]).await;
     // 8 bodies of 300 bars per site, each sent twice (16 uploads a site):
     // corrected bars replace their first versions, re-sent bodies replace
     // bars with the same values.
     let run = args(
-        addr,
-        db.url(),
+        srv.addr,
+        &srv.db_url,
         &[
             "--dataset",
             "market_data",
@@ -358,10 +356,12 @@ async fn upsert_dataset_load_keeps_each_acked_bar_once_with_its_last_values() {
             "--verify",
         ],
     );
-    let report = adit_load::run_load(&run, sites(&[51, 52])).await.unwrap();
+    let report = adit_load::run_load(&run, keys[..2].to_vec()).await.unwrap();
     assert_eq!(report.verified, Some(true), "{report:?}");
     assert_eq!(report.rows_acked, 32 * 300);
-    let stored = count(&db, "SELECT count(*) FROM market_data WHERE site_id = 51").await;
+    let stored = srv
+        .count("SELECT count(*) FROM market_data WHERE site_id = 51")
+        .await;
     assert!(
         stored < 8 * 300 && stored > 8 * 300 * 9 / 10,
         "{stored}: one row per bar, corrected bars once"
@@ -388,11 +388,10 @@ async fn upsert_dataset_load_keeps_each_acked_bar_once_with_its_last_values() {
     );
     let report = adit_load::run_load(&run, sites(&[53])).await.unwrap();
     assert_eq!(report.verified, Some(false), "{report:?}");
-    // The same as NDJSON bodies.
-    let (db, stand_in, addr) = setup("load_ds_ndjson", Writes::Faithfully).await;
+    // The same as NDJSON bodies, to the real adit.
     let run = args(
-        addr,
-        db.url(),
+        srv.addr,
+        &srv.db_url,
         &[
             "--dataset",
             "market_data",
@@ -408,14 +407,10 @@ async fn upsert_dataset_load_keeps_each_acked_bar_once_with_its_last_values() {
             "--verify",
         ],
     );
-    let report = adit_load::run_load(&run, sites(&[54])).await.unwrap();
+    let report = adit_load::run_load(&run, keys[2..].to_vec()).await.unwrap();
     assert_eq!(report.verified, Some(true), "{report:?}");
-    let seen = stand_in.seen.lock().unwrap();
-    assert_eq!(seen.content_types.len(), 8);
-    assert!(seen
-        .content_types
-        .iter()
-        .all(|c| c == "application/x-ndjson"));
+    assert_eq!(report.uploads_ok, 8, "{report:?}");
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
