@@ -2,7 +2,8 @@
 //! one reused buffer (no per-value `dyn ToSql`, no intermediate rows).
 //!
 //! The column lists sit next to the encoders that must follow them; the
-//! tables are defined in `migrations/0001_init.sql`.
+//! tables are defined in `migrations/0001_init.sql`. [`send`] hands an
+//! encoded buffer to PostgreSQL (telemetry, rejects and datasets alike).
 
 use adit_types::{implicit_board_ids, Reject, Sample, PG_EPOCH_OFFSET_MICROS};
 use bytes::{BufMut, BytesMut};
@@ -260,6 +261,28 @@ fn has_null_element(mut body: &[u8], count: usize) -> bool {
         body = &body[4 + len as usize..];
     }
     false
+}
+
+/// Sends one encoded COPY buffer with `sql` (`COPY … FROM STDIN (FORMAT
+/// binary)`) in `tx`, and checks PostgreSQL took exactly `expected` rows.
+pub(crate) async fn send(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    buf: BytesMut,
+    expected: u64,
+    table: &'static str,
+) -> crate::Result<()> {
+    let mut sink = std::pin::pin!(tx.copy_in::<_, bytes::Bytes>(sql).await?);
+    futures_util::SinkExt::send(&mut sink, buf.freeze()).await?;
+    let written = sink.as_mut().finish().await?;
+    if written != expected {
+        return Err(crate::Error::CopyCount {
+            table,
+            written,
+            expected,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -104,11 +104,11 @@ pub async fn write(tx: &Transaction<'_>, uploads: &[&Upload]) -> Result<()> {
         match d.mode {
             WriteMode::Append => {
                 let sql = ddl::copy_into(d, d.table());
-                crate::flush::copy_in(tx, &sql, buf, rows, "dataset table").await?;
+                crate::copy::send(tx, &sql, buf, rows, "dataset table").await?;
             }
             WriteMode::Upsert => {
                 let sql = ddl::copy_into(d, &ddl::stage_table(d));
-                crate::flush::copy_in(tx, &sql, buf, rows, "dataset staging table").await?;
+                crate::copy::send(tx, &sql, buf, rows, "dataset staging table").await?;
                 tx.execute(&ddl::upsert(d), &[]).await?;
             }
         }

@@ -4,11 +4,9 @@
 //! "committed" before COMMIT returns.
 
 use std::collections::{BTreeMap, HashSet};
-use std::pin::pin;
 
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
-use futures_util::SinkExt;
 use tokio_postgres::Client;
 
 use crate::copy::{self, RejectOrigin, COPY_COLUMNS, DATASET_REJECT_COLUMNS, REJECT_COLUMNS};
@@ -175,7 +173,7 @@ async fn copy_samples(
         };
         copy::end(&mut buf);
         let sql = format!("COPY {table} ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)");
-        copy_in(tx, &sql, buf, rows, "miner_telemetry").await?;
+        copy::send(tx, &sql, buf, rows, "miner_telemetry").await?;
     }
     Ok(())
 }
@@ -270,7 +268,7 @@ async fn copy_rejects(tx: &tokio_postgres::Transaction<'_>, uploads: &[&Upload])
     if rows > 0 {
         copy::end(&mut buf);
         let sql = format!("COPY ingest_rejects ({REJECT_COLUMNS}) FROM STDIN (FORMAT binary)");
-        copy_in(tx, &sql, buf, rows, "ingest_rejects").await?;
+        copy::send(tx, &sql, buf, rows, "ingest_rejects").await?;
     }
     if of_datasets {
         copy_dataset_rejects(tx, uploads).await?;
@@ -302,27 +300,7 @@ async fn copy_dataset_rejects(
     }
     copy::end(&mut buf);
     let sql = format!("COPY ingest_rejects ({DATASET_REJECT_COLUMNS}) FROM STDIN (FORMAT binary)");
-    copy_in(tx, &sql, buf, rows, "ingest_rejects").await
-}
-
-pub(crate) async fn copy_in(
-    tx: &tokio_postgres::Transaction<'_>,
-    sql: &str,
-    buf: BytesMut,
-    expected: u64,
-    table: &'static str,
-) -> Result<()> {
-    let mut sink = pin!(tx.copy_in::<_, bytes::Bytes>(sql).await?);
-    sink.send(buf.freeze()).await?;
-    let written = sink.as_mut().finish().await?;
-    if written != expected {
-        return Err(Error::CopyCount {
-            table,
-            written,
-            expected,
-        });
-    }
-    Ok(())
+    copy::send(tx, &sql, buf, rows, "ingest_rejects").await
 }
 
 async fn log_uploads(
