@@ -176,7 +176,10 @@ async fn every_shipped_dataset_goes_from_http_to_parquet_with_the_values_sent() 
         }
         // The site and day are the hive-style path's (site_id=12/date=…), as
         // DuckDB, Polars and Spark read them, not columns of the file.
-        assert!(got.iter().all(|r| r.get("site_id").is_none()), "{name}: {got:?}");
+        assert!(
+            got.iter().all(|r| r.get("site_id").is_none()),
+            "{name}: {got:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
     srv.stop().await;
