@@ -65,6 +65,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0014_partition_race",
         include_str!("../migrations/0014_partition_race.sql"),
     ),
+    (
+        "0015_inventory",
+        include_str!("../migrations/0015_inventory.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

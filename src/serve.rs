@@ -424,6 +424,11 @@ pub async fn retain(
             warn!(dataset = %d.name, error = %e, "Dataset retention failed; will retry.");
         }
     }
+    match adit_control::inventory::expire(client, now).await {
+        Ok(0) => {}
+        Ok(n) => info!(deleted = n, "Deleted inventory history past retention."),
+        Err(e) => warn!(error = %e, "Inventory history retention failed; will retry."),
+    }
     for (what, days) in &cfg.purge_days {
         let purged = adit_rollup::retention::purge(
             client,

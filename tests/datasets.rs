@@ -97,7 +97,7 @@ async fn migrate_creates_the_shipped_tables_once_and_records_their_declarations(
     let mut client = adit_testkit::connect(db.url()).await;
     let catalog = Catalog::shipped().unwrap();
     let (_, applied) = migrate_with(&mut client, &catalog).await.unwrap();
-    assert_eq!(applied.len(), 4);
+    assert_eq!(applied.len(), 5);
     assert!(applied.iter().all(|a| matches!(a, Applied::Created { .. })));
     let (versions, again) = migrate_with(&mut client, &catalog).await.unwrap();
     assert!(versions.is_empty() && again.is_empty(), "idempotent");
@@ -116,6 +116,7 @@ async fn migrate_creates_the_shipped_tables_once_and_records_their_declarations(
                 "730d",
                 "32"
             ],
+            ["inventory", "inventory_snapshots", "30d", "32"],
             ["market_data", "market_data", "365d", "32"],
             ["metrics_aggregated", "metrics_aggregated", "30d", "32"],
             ["strategy_executions", "strategy_executions", "730d", "32"],
@@ -142,7 +143,7 @@ async fn migrate_creates_the_shipped_tables_once_and_records_their_declarations(
     let mut fresh = adit_testkit::connect(plain.url()).await;
     adit::migrate::migrate(&mut fresh).await.unwrap();
     let n = texts(&fresh, "SELECT count(*) FROM dataset_declarations").await;
-    assert_eq!(n, [["4"]]);
+    assert_eq!(n, [["5"]]);
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use serde_json::Value;
 const DOC: &str = include_str!("../openapi.json");
 
 /// Routes the front door answers itself (ingest/src/server.rs `handle`);
-/// everything else under `/api/collector/` is `adit_control::ROUTES`.
+/// everything else under `/api/collector/` is `adit_control::ROUTES`, and
+/// `/api/inventory/…` is `adit_control::inventory::ROUTES`.
 const FRONT_DOOR: &[(&str, &str)] = &[
     ("POST", "/api/collector/upload"),
     ("POST", "/api/datasets/{name}/upload"),
@@ -100,12 +101,13 @@ fn the_document_describes_exactly_the_implemented_routes() {
         .collect();
     let implemented: BTreeSet<(String, String)> = adit_control::ROUTES
         .iter()
+        .chain(adit_control::inventory::ROUTES)
         .chain(FRONT_DOOR)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(
         implemented.len(),
-        adit_control::ROUTES.len() + FRONT_DOOR.len(),
+        adit_control::ROUTES.len() + adit_control::inventory::ROUTES.len() + FRONT_DOOR.len(),
         "ROUTES repeats a route or overlaps the front door"
     );
     let missing: Vec<_> = implemented.difference(&described).collect();

@@ -20,6 +20,7 @@ pub mod configs;
 mod error;
 pub mod events;
 pub mod heartbeat;
+pub mod inventory;
 pub mod keys;
 pub mod live;
 pub mod query;

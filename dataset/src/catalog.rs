@@ -30,6 +30,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "strategy_executions.toml",
         include_str!("../../datasets/strategy_executions.toml"),
     ),
+    (
+        "inventory.toml",
+        include_str!("../../datasets/inventory.toml"),
+    ),
 ];
 
 /// Parses and checks one declaration; `source_name` (its file) names it

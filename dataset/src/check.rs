@@ -41,7 +41,7 @@ pub const MAX_TABLE_NAME_LEN: usize = 53;
 /// Longest column name (PostgreSQL's identifier limit).
 pub const MAX_COLUMN_NAME_LEN: usize = 63;
 /// A column the upsert's staging table adds; no declared column may use it.
-pub(crate) const STAGE_ROW_COLUMN: &str = "adit_row";
+pub const STAGE_ROW_COLUMN: &str = "adit_row";
 
 /// Why a name cannot be a SQL identifier adit generates unquoted-safe:
 /// lower-case ASCII letters, digits and `_`, not starting with a digit.

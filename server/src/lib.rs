@@ -18,6 +18,7 @@ pub mod cert;
 pub mod control;
 pub mod datasets;
 mod error;
+mod inventory;
 pub mod limits;
 pub mod listen;
 pub mod metrics;

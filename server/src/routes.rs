@@ -69,6 +69,13 @@ where
         {
             crate::control::control(req, state).await
         }
+        (method, path) if crate::inventory::route(path).is_some() => {
+            if method == Method::GET {
+                crate::inventory::inventory(req, state).await
+            } else {
+                Err(Error::MethodNotAllowed)
+            }
+        }
         (_, UPLOAD_PATH | "/health" | "/ready" | "/metrics" | "/openapi.json") => {
             Err(Error::MethodNotAllowed)
         }

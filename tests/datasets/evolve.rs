@@ -50,7 +50,7 @@ async fn a_new_nullable_column_is_added_online_and_unsafe_changes_are_refused() 
         stderr.contains("Created the table of dataset sensor."),
         "{stderr}"
     );
-    assert!(stderr.contains("5 dataset(s) declared"), "{stderr}");
+    assert!(stderr.contains("6 dataset(s) declared"), "{stderr}");
 
     // A row stored before the change keeps NULL in the new column.
     let v1 = Catalog::load(Some(&dir)).unwrap();

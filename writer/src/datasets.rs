@@ -26,6 +26,13 @@ pub const MARK_DIRTY_SQL: &str = "INSERT INTO dataset_archive_dirty (dataset, si
      SELECT * FROM unnest($1::text[], $2::int4[], $3::date[]) \
      ON CONFLICT (dataset, site_id, day) DO UPDATE SET marked_at = now()";
 
+/// The dataset whose batches also maintain `inventory_latest` and
+/// `inventory_history`.
+pub const INVENTORY_DATASET: &str = "inventory";
+/// Applies the staged inventory snapshots to latest and history: per
+/// client in time order, under a row lock on the client's latest row.
+pub const INVENTORY_APPLY_SQL: &str = "SELECT adit_inventory_apply($1::text::regclass, $2)";
+
 /// What a worker knows about its connection's dataset tables.
 #[derive(Debug, Default)]
 pub struct DatasetTables {
@@ -110,6 +117,15 @@ pub async fn write(tx: &Transaction<'_>, uploads: &[&Upload]) -> Result<()> {
                 let sql = ddl::copy_into(d, &ddl::stage_table(d));
                 crate::copy::send(tx, &sql, buf, rows, "dataset staging table").await?;
                 tx.execute(&ddl::upsert(d), &[]).await?;
+                if d.name == INVENTORY_DATASET {
+                    // Latest and history from the same staged rows, in the
+                    // same transaction (see migrations/0015_inventory.sql).
+                    tx.execute(
+                        INVENTORY_APPLY_SQL,
+                        &[&ddl::stage_table(d), &adit_dataset::check::STAGE_ROW_COLUMN],
+                    )
+                    .await?;
+                }
             }
         }
     }

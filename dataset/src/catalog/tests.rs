@@ -12,6 +12,7 @@ fn the_shipped_datasets_load_with_the_seeds_settings() {
         names,
         [
             "agent_analysis_results",
+            "inventory",
             "market_data",
             "metrics_aggregated",
             "strategy_executions"
@@ -140,7 +141,7 @@ fn an_operators_directory_adds_datasets_and_cannot_shadow_shipped_ones() {
     std::fs::write(dir.join("sensor.toml"), GOOD).unwrap();
     std::fs::write(dir.join("README.md"), "not a declaration").unwrap();
     let c = Catalog::load(Some(&dir)).unwrap();
-    assert_eq!(c.len(), 5);
+    assert_eq!(c.len(), 6);
     assert!(!c.get("sensor").unwrap().is_shipped());
 
     std::fs::write(dir.join("other.toml"), GOOD).unwrap();

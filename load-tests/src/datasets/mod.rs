@@ -4,7 +4,9 @@
 //! every timeframe with indicators computed from the series and a share of
 //! bars sent first as a preliminary version and again corrected
 //! (`market_data`); strategy runs and their agents' analyses with their JSON
-//! columns (`strategy_executions`, `agent_analysis_results`, the same runs).
+//! columns (`strategy_executions`, `agent_analysis_results`, the same runs);
+//! host inventory snapshots with rare hardware, address and OS changes
+//! (`inventory`).
 //!
 //! A [`Source`] yields one JSON object per row, in time order (a corrected
 //! bar comes a few minutes after its first version). Rows start at
@@ -13,6 +15,7 @@
 
 mod agents;
 pub mod copyfile;
+mod inventory;
 mod market;
 mod metrics;
 pub mod verify;
@@ -24,11 +27,12 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 /// The datasets this module generates rows for: the shipped ones.
-pub const GENERATED: [&str; 4] = [
+pub const GENERATED: [&str; 5] = [
     "metrics_aggregated",
     "market_data",
     "agent_analysis_results",
     "strategy_executions",
+    "inventory",
 ];
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
@@ -66,6 +70,7 @@ impl Source {
             "market_data" => Box::new(market::Market::new(rng, start)),
             "agent_analysis_results" => Box::new(agents::Agents::new(rng, start, false)),
             "strategy_executions" => Box::new(agents::Agents::new(rng, start, true)),
+            "inventory" => Box::new(inventory::Inventory::new(rng, start)),
             other => bail!(
                 "no generator for dataset {other:?}; generated: {}",
                 GENERATED.join(", ")
@@ -119,6 +124,7 @@ fn min_rows_per_minute(dataset: &str) -> anyhow::Result<f64> {
         "market_data" => market::ASSETS.len() as f64,
         "agent_analysis_results" => 3.0 * agents::executions_per_minute(),
         "strategy_executions" => agents::executions_per_minute(),
+        "inventory" => (inventory::HOSTS / inventory::EVERY_MINUTES) as f64,
         other => bail!(
             "no generator for dataset {other:?}; generated: {}",
             GENERATED.join(", ")
