@@ -65,6 +65,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0014_partition_race",
         include_str!("../migrations/0014_partition_race.sql"),
     ),
+    (
+        "0016_alert_rules",
+        include_str!("../migrations/0016_alert_rules.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

@@ -15,6 +15,7 @@
 //! the clocks: command timeouts and expiry, collector silence, the
 //! live-state flush.
 
+pub mod alerts;
 pub mod commands;
 pub mod configs;
 mod error;
@@ -137,6 +138,8 @@ pub struct Control {
     pub pool: deadpool_postgres::Pool,
     pub config: Arc<ControlConfig>,
     pub live: Arc<live::LiveState>,
+    /// Service alert rules judged on committed `metrics_aggregated` rows.
+    pub alerts: Arc<alerts::AlertEngine>,
     /// The day whose heartbeat partition is known to exist (per control
     /// plane, not per process: a process may serve several databases).
     heartbeat_day: Arc<std::sync::atomic::AtomicI32>,
@@ -174,6 +177,7 @@ impl Control {
             pool,
             config: Arc::new(config),
             live,
+            alerts: Arc::new(alerts::AlertEngine::new()),
             heartbeat_day: Arc::new(std::sync::atomic::AtomicI32::new(i32::MIN)),
         }
     }
