@@ -205,6 +205,11 @@ pub async fn run(
 
     let pool = db::pool(&config.database_url, 16)?;
     let control = adit_control::Control::new(pool.clone(), config.control.clone());
+    if let Ok(d) = catalog.get(adit_control::alerts::DATASET) {
+        control
+            .alerts
+            .set_metrics(adit_control::alerts::numeric_columns(d.dataset()));
+    }
     let mut observers = adit_types::Observers::default();
     if config.control.live_enabled {
         observers.0.push(control.live.clone());

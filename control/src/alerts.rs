@@ -192,6 +192,9 @@ pub struct AlertEngine {
     series: Mutex<HashMap<SeriesKey, Series>>,
     tx: mpsc::UnboundedSender<Change>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+    /// What a rule's `metric` may name: the numeric columns of the
+    /// `metrics_aggregated` declaration.
+    metrics: RwLock<Vec<String>>,
     pub counters: Arc<AlertCounters>,
 }
 
@@ -209,6 +212,7 @@ impl AlertEngine {
             series: Mutex::new(HashMap::new()),
             tx,
             rx: Mutex::new(Some(rx)),
+            metrics: RwLock::new(Vec::new()),
             counters: Arc::default(),
         }
     }
@@ -227,6 +231,15 @@ impl AlertEngine {
             .expect("not poisoned")
             .retain(|k, _| kept.contains(&k.0));
         *self.rules.write().expect("not poisoned") = Arc::new(rules);
+    }
+
+    /// Sets the metrics rules may name (from the declaration).
+    pub fn set_metrics(&self, metrics: Vec<String>) {
+        *self.metrics.write().expect("not poisoned") = metrics;
+    }
+
+    pub fn metrics(&self) -> Vec<String> {
+        self.metrics.read().expect("not poisoned").clone()
     }
 
     pub fn rules(&self) -> Arc<Vec<Rule>> {
@@ -537,5 +550,6 @@ impl adit_types::CommitObserver for AlertEngine {
     }
 }
 
+pub mod api;
 #[cfg(test)]
 mod tests;

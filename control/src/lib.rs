@@ -78,6 +78,7 @@ pub enum Method {
     Get,
     Post,
     Delete,
+    Put,
     Other,
 }
 
@@ -203,6 +204,12 @@ impl Control {
     /// server turns into its status and error envelope.
     pub async fn handle(&self, req: Request<'_>, who: Principal) -> Result<Reply> {
         self.route(&req, who).await
+    }
+
+    /// Answers one authenticated request of the alert API (`/api/alert-rules`,
+    /// `/api/services`, `/api/alerts/active|stats`; `req.path` after `/api/`).
+    pub async fn handle_alerts(&self, req: Request<'_>, who: Principal) -> Result<Reply> {
+        alerts::api::handle(self, &req, who).await
     }
 
     async fn route(&self, req: &Request<'_>, who: Principal) -> Result<Reply> {
