@@ -278,7 +278,7 @@ async fn service_metrics(ctl: &Control, name: &str, q: &Query) -> Result<Reply> 
     let row = client
         .query_one(
             "SELECT coalesce(json_agg(b ORDER BY b.bucket, b.api_endpoint), '[]') FROM ( \
-               SELECT to_timestamp(floor(extract(epoch FROM timestamp) / $4) * $4) AS bucket, \
+               SELECT to_timestamp(floor(extract(epoch FROM timestamp)::float8 / $4::float8) * $4::float8) AS bucket, \
                  api_endpoint, count(*) AS rows, \
                  avg(qps) AS avg_qps, max(qps) AS max_qps, \
                  avg(avg_latency_ms) AS avg_latency_ms, max(avg_latency_ms) AS max_avg_latency_ms, \
