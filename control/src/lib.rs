@@ -169,6 +169,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/collector/configs/{version}/deprecate"),
     ("GET", "/api/collector/agents"),
     ("GET", "/api/collector/config"),
+    ("GET", "/api/alert-rules"),
+    ("POST", "/api/alert-rules"),
+    ("GET", "/api/alert-rules/{id}"),
+    ("PUT", "/api/alert-rules/{id}"),
+    ("DELETE", "/api/alert-rules/{id}"),
+    ("GET", "/api/services"),
+    ("GET", "/api/services/{name}/metrics"),
+    ("GET", "/api/alerts/active"),
+    ("GET", "/api/alerts/stats"),
 ];
 
 impl Control {
