@@ -2,13 +2,14 @@
 //! the writer commits them (never by polling the table).
 //!
 //! The writer hands each committed dataset batch to [`AlertEngine`] (a
-//! commit observer): it keeps only `metrics_aggregated`, judges each row
-//! against the enabled rules (held in memory, reloaded after every rule
-//! change) and keeps per (rule, service, endpoint) the newest row time seen
-//! and since when the condition holds. Only state changes leave the
-//! writer's task: an alert to open, one to resolve, and one summary per
-//! service per batch, sent over a channel to [`AlertEngine::run`], which
-//! writes them. A row older than the newest seen for its series is not
+//! commit observer), which keeps only `metrics_aggregated` and passes the
+//! batch (its arrays shared, not copied) to its own task: nothing is judged
+//! on the writer's task. [`AlertEngine::run`] judges each row against the
+//! enabled rules (held in memory, reloaded after every rule change and each
+//! control sweep), keeping per (rule, service, endpoint) the newest row time
+//! seen and since when the condition holds, and writes what changed: an
+//! alert to open, one to resolve, and each service's newest row per batch
+//! (`service_info`). A row older than the newest seen for its series is not
 //! judged (it cannot flip state). Several adit nodes open one alert at most:
 //! `active_alerts` allows one unresolved row per (rule, service, endpoint)
 //! and opening is `INSERT … ON CONFLICT DO NOTHING`.
@@ -175,7 +176,44 @@ struct Series {
     open: bool,
 }
 
-type SeriesKey = (i64, String, String);
+type Hasher = ahash::RandomState;
+/// Per service, per endpoint, per rule id: the state of a series.
+type SeriesMap = HashMap<String, HashMap<String, HashMap<i64, Series, Hasher>, Hasher>, Hasher>;
+
+/// A rule's metric column in one batch, typed once per batch.
+enum Metric<'a> {
+    F64(&'a arrow_array::Float64Array),
+    I64(&'a arrow_array::Int64Array),
+    I32(&'a arrow_array::Int32Array),
+    Absent,
+}
+
+impl<'a> Metric<'a> {
+    fn of(col: Option<&'a arrow_array::ArrayRef>) -> Self {
+        let Some(c) = col else { return Self::Absent };
+        match c.data_type() {
+            DataType::Float64 => Self::F64(c.as_primitive::<Float64Type>()),
+            DataType::Int64 => Self::I64(c.as_primitive::<Int64Type>()),
+            DataType::Int32 => Self::I32(c.as_primitive::<Int32Type>()),
+            _ => Self::Absent,
+        }
+    }
+
+    fn at(&self, row: usize) -> Option<f64> {
+        match self {
+            Self::F64(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Self::I64(a) => (!a.is_null(row)).then(|| a.value(row) as f64),
+            Self::I32(a) => (!a.is_null(row)).then(|| f64::from(a.value(row))),
+            Self::Absent => None,
+        }
+    }
+}
+
+/// What the observer hands the engine's task.
+#[derive(Debug)]
+enum Work {
+    Batch(RecordBatch),
+}
 
 /// Counters `/metrics` shows.
 #[derive(Debug, Default)]
@@ -189,9 +227,9 @@ pub struct AlertCounters {
 #[derive(Debug)]
 pub struct AlertEngine {
     rules: RwLock<Arc<Vec<Rule>>>,
-    series: Mutex<HashMap<SeriesKey, Series>>,
-    tx: mpsc::UnboundedSender<Change>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+    series: Mutex<SeriesMap>,
+    tx: mpsc::UnboundedSender<Work>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Work>>>,
     /// What a rule's `metric` may name: the numeric columns of the
     /// `metrics_aggregated` declaration.
     metrics: RwLock<Vec<String>>,
@@ -209,7 +247,7 @@ impl AlertEngine {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
             rules: RwLock::new(Arc::new(Vec::new())),
-            series: Mutex::new(HashMap::new()),
+            series: Mutex::new(SeriesMap::default()),
             tx,
             rx: Mutex::new(Some(rx)),
             metrics: RwLock::new(Vec::new()),
@@ -226,10 +264,11 @@ impl AlertEngine {
             .filter(|r| old.iter().any(|o| o == *r))
             .map(|r| r.id)
             .collect();
-        self.series
-            .lock()
-            .expect("not poisoned")
-            .retain(|k, _| kept.contains(&k.0));
+        for endpoints in self.series.lock().expect("not poisoned").values_mut() {
+            for rules in endpoints.values_mut() {
+                rules.retain(|id, _| kept.contains(id));
+            }
+        }
         *self.rules.write().expect("not poisoned") = Arc::new(rules);
     }
 
@@ -246,8 +285,7 @@ impl AlertEngine {
         self.rules.read().expect("not poisoned").clone()
     }
 
-    /// Judges a batch of `metrics_aggregated` rows; returns the changes
-    /// (also sent to the writing task when `send`).
+    /// Judges a batch of `metrics_aggregated` rows; returns the changes.
     pub fn evaluate(&self, batch: &RecordBatch) -> Vec<Change> {
         let mut out = Vec::new();
         let n = batch.num_rows();
@@ -269,25 +307,32 @@ impl AlertEngine {
         if rules.is_empty() {
             return out;
         }
-        let columns: Vec<Option<&dyn Array>> = rules
+        let columns: Vec<Metric<'_>> = rules
             .iter()
-            .map(|r| batch.column_by_name(&r.metric).map(|c| c.as_ref()))
+            .map(|r| Metric::of(batch.column_by_name(&r.metric)))
             .collect();
         let mut series = self.series.lock().expect("not poisoned");
         let mut evaluations = 0u64;
         for row in 0..n {
             let (t, s, e) = (ts.value(row), svc.value(row), ep.value(row));
+            if !series.contains_key(s) {
+                series.insert(s.to_string(), HashMap::default());
+            }
+            let endpoints = series.get_mut(s).expect("just inserted");
+            if !endpoints.contains_key(e) {
+                endpoints.insert(e.to_string(), HashMap::default());
+            }
+            let states = endpoints.get_mut(e).expect("just inserted");
             for (rule, col) in rules.iter().zip(&columns) {
                 if rule.service_name.as_deref().is_some_and(|x| x != s) {
                     continue;
                 }
-                let Some(value) = col.and_then(|c| value_at(c, row)) else {
+                let Some(value) = col.at(row) else {
                     continue;
                 };
                 evaluations += 1;
-                let key = (rule.id, s.to_string(), e.to_string());
-                let fresh = !series.contains_key(&key);
-                let st = series.entry(key).or_default();
+                let fresh = !states.contains_key(&rule.id);
+                let st = states.entry(rule.id).or_default();
                 if !fresh && t < st.last {
                     continue;
                 }
@@ -383,10 +428,10 @@ impl AlertEngine {
         let Some(mut rx) = self.rx.lock().expect("not poisoned").take() else {
             return;
         };
-        while let Some(change) = rx.recv().await {
-            let mut changes = vec![change];
-            while let Ok(c) = rx.try_recv() {
-                changes.push(c);
+        while let Some(Work::Batch(batch)) = rx.recv().await {
+            let mut changes = self.evaluate(&batch);
+            while let Ok(Work::Batch(batch)) = rx.try_recv() {
+                changes.extend(self.evaluate(&batch));
             }
             loop {
                 match apply(&pool, &changes, &self.counters).await {
@@ -544,9 +589,9 @@ impl adit_types::CommitObserver for AlertEngine {
         if rows.dataset.name != DATASET {
             return;
         }
-        for c in self.evaluate(&rows.batch) {
-            let _ = self.tx.send(c);
-        }
+        // The batch's arrays are shared, not copied: judging them happens
+        // on the engine's task, never on the writer's.
+        let _ = self.tx.send(Work::Batch(rows.batch.clone()));
     }
 }
 

@@ -294,8 +294,8 @@ async fn service_metrics(ctl: &Control, name: &str, q: &Query) -> Result<Reply> 
         .await?;
     Ok(Reply::data(json!({
         "service_name": name,
-        "from": from,
-        "to": to,
+        "from": from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        "to": to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         "bucket": q.get("bucket").unwrap_or("5m"),
         "series": row.get::<_, Value>(0),
     })))
