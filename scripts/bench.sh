@@ -22,12 +22,16 @@
 #       `adit load --dataset` of exactly those rows (closed model,
 #       --verify), the ratio and adit's CPU per million rows. Skipped with a
 #       message when the server answers 404 on the dataset upload path.
+#       metrics_aggregated then runs end to end once more, the same rows
+#       with BENCH_ALERT_RULES (100) enabled alert rules judged on every
+#       committed row: its rate, its ratio to the rules-off run, its CPU.
 #   (f) criterion figures
 # Prints one table and writes target/bench/latest.json.
 # Knobs (environment): BENCH_RAW_ROWS, BENCH_SECONDS, BENCH_CONCURRENCY,
 # BENCH_SITES, BENCH_ROWS_PER_UPLOAD, BENCH_SKIP_CRITERION=1,
 # BENCH_SKIP_DATASETS=1, BENCH_DATASET_UPLOADS_PER_SITE (25: 8 sites x 25
-# uploads x 1,000 rows = 200,000 rows per dataset),
+# uploads x 1,000 rows = 200,000 rows per dataset), BENCH_ALERT_RULES (100;
+# 0 skips the rules-on run),
 # BENCH_MINERS (5000), BENCH_MINER_PORT (20000: the farm's first port, below
 # the ephemeral range so no outgoing connection holds one).
 set -euo pipefail
@@ -164,6 +168,38 @@ stop_server
 psql_q "$admin_url" "DROP DATABASE adit_bench_fd" >/dev/null
 
 # ---- (i) datasets: raw COPY of the same rows vs adit end to end -----------
+# metrics_aggregated with alert rules on: the same rows (new sites, table
+# emptied) to a server started with BENCH_ALERT_RULES enabled rules over
+# every numeric column and operator; most never breach, one in ten
+# (error_rate > 0.05) opens and resolves alerts as the rows come.
+bench_alert_rules() { # url (the server of the rules-off run is up)
+    local url=$1 rules=${BENCH_ALERT_RULES:-100}
+    say "(i) metrics_aggregated again with $rules enabled alert rules"
+    stop_server
+    psql_q "$url" "TRUNCATE metrics_aggregated; DELETE FROM active_alerts; DELETE FROM alert_rules;
+        INSERT INTO alert_rules (name, metric, operator, threshold, severity)
+        SELECT 'bench-' || g,
+               CASE WHEN g % 10 = 0 THEN 'error_rate'
+                    ELSE (ARRAY['qps','avg_latency_ms','p95_latency_ms','p99_latency_ms','error_rate','total_requests'])[1 + g % 6] END,
+               CASE WHEN g % 10 = 0 THEN 'greater_than'
+                    ELSE (ARRAY['greater_than','greater_equal','less_than','less_equal','equal'])[1 + g % 5] END,
+               CASE WHEN g % 10 = 0 THEN 0.05 WHEN g % 5 < 2 THEN 1e12 ELSE -1 END,
+               (ARRAY['low','medium','high','critical'])[1 + g % 4]
+        FROM generate_series(1, $rules) g; CHECKPOINT" >/dev/null
+    rm -rf "$out/archive"
+    start_server "$url" --archive-url "file://$root/$out/archive"
+    local cpu0 ticks
+    cpu0=$(awk '{ print $14 + $15 }' "/proc/$server_pid/stat")
+    DATABASE_URL=$url "$adit" load --url "http://127.0.0.1:$PORT" --dataset metrics_aggregated \
+        --create-sites "$SITES" --rows "$ROWS_PER_UPLOAD" --bodies-per-site "$DS_UPLOADS" \
+        --requests $(( SITES * DS_UPLOADS )) --concurrency "$CONCURRENCY" --duration 300s \
+        --verify --quiet --json-report "$out/dataset-metrics_aggregated-rules.json" >&2 \
+        || echo "  adit load with alert rules failed (above); its report says how" >&2
+    ticks=$(( $(awk '{ print $14 + $15 }' "/proc/$server_pid/stat") - cpu0 ))
+    printf '{"rules":%s,"adit_cpu_ticks":%s}\n' "$rules" "$ticks" \
+        >"$out/dataset-metrics_aggregated-rules-raw.json"
+    echo "  alerts opened: $(psql_q "$url" "SELECT count(*) FROM active_alerts")" >&2
+}
 rm -f "$out"/dataset-*.json
 if [ "${BENCH_SKIP_DATASETS:-0}" != 1 ]; then
     DS_UPLOADS=${BENCH_DATASET_UPLOADS_PER_SITE:-25}
@@ -212,6 +248,9 @@ if [ "${BENCH_SKIP_DATASETS:-0}" != 1 ]; then
             ds_ticks=$(( $(awk '{ print $14 + $15 }' "/proc/$server_pid/stat") - cpu0 ))
             printf '{"raw_rows_per_s":%s,"adit_cpu_ticks":%s}\n' "$ds_raw" "$ds_ticks" \
                 >"$out/dataset-$ds-raw.json"
+            if [ "$ds" = metrics_aggregated ] && [ "${BENCH_ALERT_RULES:-100}" -gt 0 ]; then
+                bench_alert_rules "$ds_url"
+            fi
         fi
         stop_server
         rm -rf "$out/archive"

@@ -69,6 +69,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0015_inventory",
         include_str!("../migrations/0015_inventory.sql"),
     ),
+    (
+        "0016_alert_rules",
+        include_str!("../migrations/0016_alert_rules.sql"),
+    ),
 ];
 
 /// Advisory lock key held while migrating ("adit" in ASCII).

@@ -205,9 +205,25 @@ pub async fn run(
 
     let pool = db::pool(&config.database_url, 16)?;
     let control = adit_control::Control::new(pool.clone(), config.control.clone());
-    if config.control.live_enabled {
-        writer_config.on_commit = Some(control.live.clone());
+    if let Ok(d) = catalog.get(adit_control::alerts::DATASET) {
+        control
+            .alerts
+            .set_metrics(adit_control::alerts::numeric_columns(d.dataset()));
     }
+    let mut observers = adit_types::Observers::default();
+    if config.control.live_enabled {
+        observers.0.push(control.live.clone());
+    }
+    // Alert rules: loaded now (the sweep reloads them), judged on each
+    // committed metrics_aggregated batch, their changes written by a task.
+    if let Ok(client) = pool.get().await {
+        if let Err(e) = control.alerts.reload(&client).await {
+            warn!(error = %e, "Cannot load alert rules; the sweep will retry.");
+        }
+    }
+    observers.0.push(control.alerts.clone());
+    let alert_writer = tokio::spawn(control.alerts.clone().run(pool.clone()));
+    writer_config.on_commit = Some(Arc::new(observers));
     let sweeper = tokio::spawn(adit_control::sweep::run(
         control.clone(),
         config.database_url.clone(),
@@ -249,6 +265,7 @@ pub async fn run(
             warn!(error = %e, "Could not write the last live state.");
         }
     }
+    alert_writer.abort();
     maintenance.abort();
     if let Some(r) = rollups {
         r.abort();

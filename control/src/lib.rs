@@ -15,6 +15,7 @@
 //! the clocks: command timeouts and expiry, collector silence, the
 //! live-state flush.
 
+pub mod alerts;
 pub mod commands;
 pub mod configs;
 mod error;
@@ -78,6 +79,7 @@ pub enum Method {
     Get,
     Post,
     Delete,
+    Put,
     Other,
 }
 
@@ -138,6 +140,8 @@ pub struct Control {
     pub pool: deadpool_postgres::Pool,
     pub config: Arc<ControlConfig>,
     pub live: Arc<live::LiveState>,
+    /// Service alert rules judged on committed `metrics_aggregated` rows.
+    pub alerts: Arc<alerts::AlertEngine>,
     /// The day whose heartbeat partition is known to exist (per control
     /// plane, not per process: a process may serve several databases).
     heartbeat_day: Arc<std::sync::atomic::AtomicI32>,
@@ -166,6 +170,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/collector/configs/{version}/deprecate"),
     ("GET", "/api/collector/agents"),
     ("GET", "/api/collector/config"),
+    ("GET", "/api/alert-rules"),
+    ("POST", "/api/alert-rules"),
+    ("GET", "/api/alert-rules/{id}"),
+    ("PUT", "/api/alert-rules/{id}"),
+    ("DELETE", "/api/alert-rules/{id}"),
+    ("GET", "/api/services"),
+    ("GET", "/api/services/{name}/metrics"),
+    ("GET", "/api/alerts/active"),
+    ("GET", "/api/alerts/stats"),
 ];
 
 impl Control {
@@ -175,6 +188,7 @@ impl Control {
             pool,
             config: Arc::new(config),
             live,
+            alerts: Arc::new(alerts::AlertEngine::new()),
             heartbeat_day: Arc::new(std::sync::atomic::AtomicI32::new(i32::MIN)),
         }
     }
@@ -200,6 +214,12 @@ impl Control {
     /// server turns into its status and error envelope.
     pub async fn handle(&self, req: Request<'_>, who: Principal) -> Result<Reply> {
         self.route(&req, who).await
+    }
+
+    /// Answers one authenticated request of the alert API (`/api/alert-rules`,
+    /// `/api/services`, `/api/alerts/active|stats`; `req.path` after `/api/`).
+    pub async fn handle_alerts(&self, req: Request<'_>, who: Principal) -> Result<Reply> {
+        alerts::api::handle(self, &req, who).await
     }
 
     async fn route(&self, req: &Request<'_>, who: Principal) -> Result<Reply> {

@@ -2,7 +2,8 @@
 //! state flush (every `live_flush_interval`); command timeouts and expiry
 //! plus collector silence (every `sweep_interval`, in a tick whose flush
 //! did not fail); and, hourly, the deletion of finished commands past
-//! their retention.
+//! their retention and of alerts resolved 7 days ago. Alert rules are
+//! reloaded every sweep, so another node's rule changes apply here too.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,11 @@ pub async fn run(ctl: Control, database_url: String) {
             Ok((requeued, expired)) => info!(requeued, expired, "Command timeouts swept."),
             Err(e) => warn!(error = %e, "Command sweep failed; will retry."),
         }
+        // Rules another node changed take effect here (this node's own
+        // changes reload at once).
+        if let Err(e) = ctl.alerts.reload(c).await {
+            warn!(error = %e, "Cannot reload alert rules; will retry.");
+        }
         if let Err(e) = crate::heartbeat::sweep_silent(c).await {
             warn!(error = %e, "Collector silence sweep failed; will retry.");
         }
@@ -65,6 +71,11 @@ pub async fn run(ctl: Control, database_url: String) {
                 Ok(0) => {}
                 Ok(n) => info!(deleted = n, "Deleted finished commands past retention."),
                 Err(e) => warn!(error = %e, "Command retention failed; will retry."),
+            }
+            match crate::alerts::retain(c).await {
+                Ok(0) => {}
+                Ok(n) => info!(deleted = n, "Deleted resolved alerts past retention."),
+                Err(e) => warn!(error = %e, "Alert retention failed; will retry."),
             }
         }
     }

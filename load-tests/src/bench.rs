@@ -49,6 +49,28 @@ pub struct Runs {
     pub collector_faults: Option<CollectorFigures>,
     /// The per-dataset step, by dataset (only those it ran for).
     pub datasets: BTreeMap<String, DatasetRun>,
+    /// metrics_aggregated end to end again with enabled alert rules
+    /// (`<dir>/dataset-metrics_aggregated-rules.json` and `…-rules-raw.json`);
+    /// `None` when not run.
+    pub alert_rules: Option<AlertRulesRun>,
+}
+
+/// What the bench script measured around the rules-on run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AlertRulesMeasured {
+    /// Enabled alert rules during the run.
+    pub rules: u64,
+    /// adit's user + system clock ticks during the run.
+    #[serde(default)]
+    pub adit_cpu_ticks: Option<u64>,
+}
+
+/// The metrics_aggregated upload path with alert rules evaluated on every
+/// committed row: the same rows as the rules-off run, same server settings.
+#[derive(Debug, Clone)]
+pub struct AlertRulesRun {
+    pub measured: AlertRulesMeasured,
+    pub e2e: LoadFigures,
 }
 
 /// The datasets make bench measures: one append, one upsert.
@@ -159,6 +181,14 @@ pub struct Latest {
     pub dataset_market_data_ratio: Option<f64>,
     pub dataset_market_data_cpu_s_per_million_rows: Option<f64>,
     pub dataset_market_data_verified: Option<bool>,
+    /// metrics_aggregated end to end with this many enabled alert rules,
+    /// its rate, its ratio to the rules-off run of the same rows, adit CPU
+    /// per million rows, whether --verify passed; null when not run.
+    pub dataset_metrics_aggregated_alert_rules: Option<u64>,
+    pub dataset_metrics_aggregated_rules_on_rows_per_s: Option<i64>,
+    pub dataset_metrics_aggregated_rules_on_ratio: Option<f64>,
+    pub dataset_metrics_aggregated_rules_on_cpu_s_per_million_rows: Option<f64>,
+    pub dataset_metrics_aggregated_rules_on_verified: Option<bool>,
     pub criterion: BTreeMap<String, serde_json::Value>,
     pub machine: Machine,
     pub timestamp: String,
@@ -178,7 +208,48 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Runs> {
         collector: read_optional(&dir.join("collector.json"))?,
         collector_faults: read_optional(&dir.join("collector-faults.json"))?,
         datasets: read_datasets(dir)?,
+        alert_rules: read_alert_rules(dir)?,
     })
+}
+
+/// The rules-on run's files, when both are there.
+fn read_alert_rules(dir: &Path) -> anyhow::Result<Option<AlertRulesRun>> {
+    let measured = read_optional(&dir.join("dataset-metrics_aggregated-rules-raw.json"))?;
+    let e2e = read_optional(&dir.join("dataset-metrics_aggregated-rules.json"))?;
+    Ok(measured
+        .zip(e2e)
+        .map(|(measured, e2e)| AlertRulesRun { measured, e2e }))
+}
+
+/// The rules-on figures: rules, rows/s, ratio to rules off, CPU s per
+/// million rows, verified.
+type RulesFigures = (
+    Option<u64>,
+    Option<i64>,
+    Option<f64>,
+    Option<f64>,
+    Option<bool>,
+);
+
+fn rules_figures(runs: &Runs) -> RulesFigures {
+    let Some(r) = &runs.alert_rules else {
+        return (None, None, None, None, None);
+    };
+    let off = runs
+        .datasets
+        .get("metrics_aggregated")
+        .and_then(|d| d.e2e.as_ref())
+        .map(|e| e.rows_per_s)
+        .filter(|&v| v > 0.0);
+    (
+        Some(r.measured.rules),
+        Some(round_int(r.e2e.rows_per_s)),
+        off.map(|off| round_to(r.e2e.rows_per_s / off, 3)),
+        r.measured
+            .adit_cpu_ticks
+            .map(|t| round_to(t as f64 / 100.0 / r.e2e.rows_acked.max(1) as f64 * 1e6, 2)),
+        r.e2e.verified,
+    )
 }
 
 /// The per-dataset step's files that are there.
@@ -238,6 +309,7 @@ pub fn build(
     let cpu_s = m.cpu_ticks as f64 / 100.0;
     let metrics = dataset_figures(runs, "metrics_aggregated");
     let market = dataset_figures(runs, "market_data");
+    let rules = rules_figures(runs);
     Ok(Latest {
         raw_copy_rows_per_s: raw,
         raw_copy_rows_per_s_1_stream: m.raw_1,
@@ -282,6 +354,11 @@ pub fn build(
         dataset_market_data_ratio: market.ratio,
         dataset_market_data_cpu_s_per_million_rows: market.cpu_s_per_million_rows,
         dataset_market_data_verified: market.verified,
+        dataset_metrics_aggregated_alert_rules: rules.0,
+        dataset_metrics_aggregated_rules_on_rows_per_s: rules.1,
+        dataset_metrics_aggregated_rules_on_ratio: rules.2,
+        dataset_metrics_aggregated_rules_on_cpu_s_per_million_rows: rules.3,
+        dataset_metrics_aggregated_rules_on_verified: rules.4,
         criterion: runs.criterion.clone(),
         machine,
         timestamp,
@@ -400,6 +477,9 @@ pub fn table(latest: &Latest, runs: &Runs) -> String {
     ];
     for name in BENCH_DATASETS {
         rows.extend(dataset_rows(latest, runs, name));
+        if name == "metrics_aggregated" {
+            rows.extend(rules_rows(latest, runs));
+        }
     }
     for (id, bench) in &l.criterion {
         if let Some(rate) = bench.get("rows_per_s").and_then(serde_json::Value::as_f64) {
@@ -472,6 +552,36 @@ fn dataset_rows(latest: &Latest, runs: &Runs, name: &str) -> Vec<(String, Option
             "  adit CPU s per million rows",
             f.cpu_s_per_million_rows,
             dash("user+sys"),
+        ),
+    ]
+}
+
+/// The table lines of the rules-on run, when it ran.
+fn rules_rows(latest: &Latest, runs: &Runs) -> Vec<(String, Option<f64>, String)> {
+    let Some(r) = &runs.alert_rules else {
+        return Vec::new();
+    };
+    let verified = match r.e2e.verified {
+        Some(true) => "verified",
+        _ => "NOT VERIFIED",
+    };
+    vec![
+        row(
+            &format!("  with {} alert rules (rows/s)", r.measured.rules),
+            latest
+                .dataset_metrics_aggregated_rules_on_rows_per_s
+                .map(|v| v as f64),
+            format!("{} rows, {verified}", thousands(r.e2e.rows_acked as f64)),
+        ),
+        row(
+            "  rules on / rules off",
+            latest.dataset_metrics_aggregated_rules_on_ratio,
+            "same rows, same run; 1.00 = no cost",
+        ),
+        row(
+            "  adit CPU s per million rows, rules on",
+            latest.dataset_metrics_aggregated_rules_on_cpu_s_per_million_rows,
+            "user+sys",
         ),
     ]
 }

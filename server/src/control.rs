@@ -107,17 +107,22 @@ where
         Method::GET => adit_control::Method::Get,
         Method::POST => adit_control::Method::Post,
         Method::DELETE => adit_control::Method::Delete,
+        Method::PUT => adit_control::Method::Put,
         _ => adit_control::Method::Other,
     };
     let path = parts.uri.path();
+    let collector = path.strip_prefix("/api/collector/");
     let request = adit_control::Request {
         method,
-        path: path.strip_prefix("/api/collector/").unwrap_or(path),
+        path: collector.unwrap_or_else(|| path.strip_prefix("/api/").unwrap_or(path)),
         query: parts.uri.query(),
         body: &raw,
         peer_ip: parts.extensions.get::<PeerAddr>().map(|p| p.0.ip()),
     };
-    let reply = state.control.handle(request, who).await?;
+    let reply = match collector {
+        Some(_) => state.control.handle(request, who).await?,
+        None => state.control.handle_alerts(request, who).await?,
+    };
     Ok(json_response(StatusCode::OK, reply.body))
 }
 

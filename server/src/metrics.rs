@@ -80,6 +80,7 @@ impl Metrics {
         archive: Option<&ArchiveStats>,
         inflight_bytes: usize,
         live: &LiveStats,
+        alerts: &adit_control::alerts::AlertCounters,
     ) -> String {
         let mut e = Exposition::default();
         self.render_uploads(&mut e);
@@ -91,6 +92,7 @@ impl Metrics {
         self.render_rollup(&mut e);
         self.render_sites(&mut e);
         self.render_datasets(&mut e);
+        render_alerts(&mut e, alerts);
         let not_after = get(&self.tls_not_after_s);
         if not_after > 0 {
             e.metric(
@@ -401,6 +403,28 @@ fn render_live(e: &mut Exposition, live: &LiveStats) {
         "counter",
         "Miners that left live state after being silent for --live-evict-after.",
         &one(get(&live.evicted_miners)),
+    );
+}
+
+/// Service alert rules: evaluations and alerts opened and resolved.
+fn render_alerts(e: &mut Exposition, a: &adit_control::alerts::AlertCounters) {
+    e.metric(
+        "adit_alert_rule_evaluations_total",
+        "counter",
+        "Alert rule evaluations: one per (enabled rule, committed metrics_aggregated row) it applies to.",
+        &one(get(&a.evaluations)),
+    );
+    e.metric(
+        "adit_alerts_opened_total",
+        "counter",
+        "Service alerts this node opened.",
+        &one(get(&a.opened)),
+    );
+    e.metric(
+        "adit_alerts_resolved_total",
+        "counter",
+        "Service alerts this node resolved.",
+        &one(get(&a.resolved)),
     );
 }
 

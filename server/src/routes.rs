@@ -48,6 +48,7 @@ where
                 state.archive.as_deref(),
                 state.budget.in_use(),
                 state.control.live.stats(),
+                &state.control.alerts.counters,
             );
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
@@ -75,6 +76,13 @@ where
             } else {
                 Err(Error::MethodNotAllowed)
             }
+        }
+        (_, path)
+            if path
+                .strip_prefix("/api/")
+                .is_some_and(adit_control::alerts::api::owns) =>
+        {
+            crate::control::control(req, state).await
         }
         (_, UPLOAD_PATH | "/health" | "/ready" | "/metrics" | "/openapi.json") => {
             Err(Error::MethodNotAllowed)

@@ -12,8 +12,8 @@ pub mod pg;
 mod upload;
 
 pub use upload::{
-    parse_idempotency_key, CommitObserver, DatasetRows, Idempotency, Upload, IDEMPOTENCY_LIFETIME,
-    MAX_IDEMPOTENCY_KEY_LEN,
+    parse_idempotency_key, CommitObserver, DatasetRows, Idempotency, Observers, Upload,
+    IDEMPOTENCY_LIFETIME, MAX_IDEMPOTENCY_KEY_LEN,
 };
 
 use std::fmt::Write as _;

@@ -94,6 +94,28 @@ pub struct DatasetRows {
 /// writer calls it after each COMMIT, on its own task, so it must be quick.
 pub trait CommitObserver: Send + Sync + std::fmt::Debug {
     fn committed(&self, site_id: i32, samples: &[Sample]);
+
+    /// A committed dataset upload's rows. The batch is shared, not copied;
+    /// an observer that wants only some datasets checks the name first.
+    fn committed_rows(&self, _site_id: i32, _rows: &DatasetRows) {}
+}
+
+/// Several observers, each told of every commit in order.
+#[derive(Debug, Default)]
+pub struct Observers(pub Vec<Arc<dyn CommitObserver>>);
+
+impl CommitObserver for Observers {
+    fn committed(&self, site_id: i32, samples: &[Sample]) {
+        for o in &self.0 {
+            o.committed(site_id, samples);
+        }
+    }
+
+    fn committed_rows(&self, site_id: i32, rows: &DatasetRows) {
+        for o in &self.0 {
+            o.committed_rows(site_id, rows);
+        }
+    }
 }
 
 /// How long an Idempotency-Key holds: a retry within this time gets the

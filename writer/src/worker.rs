@@ -180,9 +180,11 @@ fn answer(
             },
             Outcome::Duplicate => Ack::Duplicate,
         }));
-        let telemetry = p.upload.dataset.is_none();
-        if let (true, true, Some(observer)) = (committed, telemetry, &shared.config.on_commit) {
-            observer.committed(p.upload.site_id, &samples);
+        if let (true, Some(observer)) = (committed, &shared.config.on_commit) {
+            match &p.upload.dataset {
+                None => observer.committed(p.upload.site_id, &samples),
+                Some(rows) => observer.committed_rows(p.upload.site_id, rows),
+            }
         }
         let (Some(_), Some(batch_id)) = (&shared.config.archive, batch) else {
             continue;

@@ -62,6 +62,11 @@ const EXPECTED_LATEST: &str = r#"{
   "dataset_market_data_ratio": null,
   "dataset_market_data_cpu_s_per_million_rows": null,
   "dataset_market_data_verified": null,
+  "dataset_metrics_aggregated_alert_rules": null,
+  "dataset_metrics_aggregated_rules_on_rows_per_s": null,
+  "dataset_metrics_aggregated_rules_on_ratio": null,
+  "dataset_metrics_aggregated_rules_on_cpu_s_per_million_rows": null,
+  "dataset_metrics_aggregated_rules_on_verified": null,
   "criterion": {
     "gzip_decode/10k": {
       "bytes_per_s": 250000000.0,
@@ -125,6 +130,7 @@ fn runs() -> Runs {
         collector: None,
         collector_faults: None,
         datasets: BTreeMap::new(),
+        alert_rules: None,
     }
 }
 
@@ -427,5 +433,76 @@ fn the_dataset_reports_are_read_when_present() {
         serde_json::from_slice(&std::fs::read(dir.join("latest.json")).unwrap()).unwrap();
     assert_eq!(written["dataset_metrics_aggregated_rows_per_s"], 50_000);
     assert_eq!(written["dataset_market_data_raw_rows_per_s"], 40_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const DS_RULES: &str = r#"{"dataset":"metrics_aggregated","model":"closed","seconds":5.0,"uploads_ok":200,"uploads_failed":0,"uploads_not_sent":0,"retries":0,"rows_acked":200000,"rows_per_s":45000.2,"uploads_per_s":45.0,"mb_per_s_compressed":2.0,"mb_per_s_raw":20.0,"latency_ms_p50":330.0,"latency_ms_p90":350.0,"latency_ms_p99":380.0,"latency_ms_p999":390.0,"latency_ms_max":400.0,"status_counts":{"200":200},"generator_cpu_s":0.5,"verified":true}"#;
+
+#[test]
+fn the_alert_rules_run_goes_into_latest_json_and_the_table() {
+    let mut runs = with_datasets();
+    runs.alert_rules = Some(AlertRulesRun {
+        measured: serde_json::from_str(r#"{"rules":100,"adit_cpu_ticks":300}"#).unwrap(),
+        e2e: serde_json::from_str(DS_RULES).unwrap(),
+    });
+    let latest = build(&runs, MEASURED, machine(), STAMP.into()).unwrap();
+    assert_eq!(latest.dataset_metrics_aggregated_alert_rules, Some(100));
+    assert_eq!(
+        latest.dataset_metrics_aggregated_rules_on_rows_per_s,
+        Some(45_000)
+    );
+    // 45,000.2 / 50,000.4 rows/s.
+    assert_eq!(latest.dataset_metrics_aggregated_rules_on_ratio, Some(0.9));
+    // 3 s of CPU over 200,000 rows.
+    assert_eq!(
+        latest.dataset_metrics_aggregated_rules_on_cpu_s_per_million_rows,
+        Some(15.0)
+    );
+    assert_eq!(
+        latest.dataset_metrics_aggregated_rules_on_verified,
+        Some(true)
+    );
+    // The rules-off figures are those of the run without rules.
+    assert_eq!(latest.dataset_metrics_aggregated_rows_per_s, Some(50_000));
+    let table = table(&latest, &runs);
+    let lines: Vec<&str> = table.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  adit CPU s per million rows    "))
+        .unwrap();
+    assert_eq!(
+        lines[at + 1..at + 4],
+        [
+            "  with 100 alert rules (rows/s)                        45,000  200,000 rows, verified",
+            "  rules on / rules off                                   0.90  same rows, same run; 1.00 = no cost",
+            "  adit CPU s per million rows, rules on                  15.0  user+sys",
+        ]
+    );
+    assert!(lines[at + 4].starts_with("market_data: raw COPY"));
+    // Without the rules-off run there is no ratio.
+    runs.datasets.remove("metrics_aggregated");
+    let latest = build(&runs, MEASURED, machine(), STAMP.into()).unwrap();
+    assert_eq!(latest.dataset_metrics_aggregated_rules_on_ratio, None);
+    assert_eq!(
+        latest.dataset_metrics_aggregated_rules_on_rows_per_s,
+        Some(45_000)
+    );
+}
+
+#[test]
+fn the_alert_rules_reports_are_read_only_together() {
+    let dir = std::env::temp_dir().join(format!("adit-bench-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(read_alert_rules(&dir).unwrap().is_none());
+    std::fs::write(
+        dir.join("dataset-metrics_aggregated-rules-raw.json"),
+        r#"{"rules":100,"adit_cpu_ticks":300}"#,
+    )
+    .unwrap();
+    assert!(read_alert_rules(&dir).unwrap().is_none(), "no load report");
+    std::fs::write(dir.join("dataset-metrics_aggregated-rules.json"), DS_RULES).unwrap();
+    let r = read_alert_rules(&dir).unwrap().unwrap();
+    assert_eq!(r.measured.rules, 100);
+    assert_eq!(r.e2e.rows_acked, 200_000);
     std::fs::remove_dir_all(&dir).unwrap();
 }
